@@ -1,0 +1,3 @@
+//! Guest-visible device plumbing: buses, PCI configuration space, MSI and MSI-X, interrupt
+//! routing. No host access.
+#![forbid(unsafe_code)]

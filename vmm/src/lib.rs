@@ -1,0 +1,1 @@
+//! The VMM: the only crate that knows every concrete type and wires them together.
