@@ -1,1 +1,3 @@
 //! The VMM: the only crate that knows every concrete type and wires them together.
+
+pub mod layout;

@@ -1,0 +1,99 @@
+//! The guest physical and port address layout of the machine (x86-64, q35-like).
+//!
+//! One place for every fixed address, so the loader, the ACPI tables, the PCI host bridge, the
+//! test guest and the tests agree. The test guest (`guest/`) mirrors the few constants it needs
+//! and checks them against the ACPI tables it reads.
+
+/// Page size of the guest and of the host IOMMU mappings.
+pub const PAGE_SIZE: u64 = 4096;
+
+// Low memory, below 1 MiB: boot structures the VMM writes.
+/// Global descriptor table for the initial long-mode entry.
+pub const BOOT_GDT_START: u64 = 0x500;
+/// Interrupt descriptor table placeholder (an empty IDT for entry).
+pub const BOOT_IDT_START: u64 = 0x520;
+/// PVH `hvm_start_info` structure.
+pub const PVH_INFO_START: u64 = 0x6000;
+/// PVH memory map entries, after the start info.
+pub const PVH_MEMMAP_START: u64 = 0x6040;
+/// Linux `boot_params` ("zero page").
+pub const ZERO_PAGE_START: u64 = 0x7000;
+/// Identity page tables for the 64-bit entry: PML4, PDPT, then page directories.
+pub const PML4_START: u64 = 0x9000;
+/// Page-directory-pointer table of the identity map.
+pub const PDPTE_START: u64 = 0xa000;
+/// First page directory of the identity map (4 of them map the first 4 GiB with 2 MiB pages).
+pub const PDE_START: u64 = 0xb000;
+/// Kernel command line.
+pub const CMDLINE_START: u64 = 0x20000;
+/// Maximum command line size, including the terminating NUL.
+pub const CMDLINE_MAX_SIZE: usize = 0x10000;
+/// Initial stack pointer for the 64-bit entry (grows down, below the EBDA).
+pub const BOOT_STACK_POINTER: u64 = 0x8ff0;
+/// Start of the extended BIOS data area; RAM below it is usable.
+pub const EBDA_START: u64 = 0x9fc00;
+/// ACPI tables live in the BIOS area where Linux scans for the RSDP.
+pub const RSDP_START: u64 = 0xe0000;
+/// Where the other ACPI tables follow the RSDP.
+pub const ACPI_TABLES_START: u64 = 0xe0100;
+/// End of the BIOS area (exclusive).
+pub const BIOS_END: u64 = 0x100000;
+
+/// Where high memory starts; kernels and the test guest load at or above it.
+pub const HIGH_RAM_START: u64 = 0x100000;
+
+/// Start of the 32-bit hole: RAM stops here and resumes at 4 GiB.
+pub const MEM_32BIT_GAP_START: u64 = 0xc000_0000;
+/// Size of the 32-bit hole.
+pub const MEM_32BIT_GAP_SIZE: u64 = 0x4000_0000;
+/// Where RAM resumes above the 32-bit hole.
+pub const RAM_64BIT_START: u64 = 0x1_0000_0000;
+
+/// 32-bit MMIO window for PCI BARs (inside the hole, below ECAM).
+pub const MMIO32_START: u64 = 0xc000_0000;
+/// Size of the 32-bit MMIO window.
+pub const MMIO32_SIZE: u64 = 0x2000_0000;
+/// PCI Express enhanced configuration (ECAM) base.
+pub const PCI_ECAM_START: u64 = 0xe000_0000;
+/// ECAM size: 256 buses x 32 devices x 8 functions x 4 KiB.
+pub const PCI_ECAM_SIZE: u64 = 0x1000_0000;
+/// Buses the host bridge decodes (only bus 0 is populated).
+pub const PCI_BUS_COUNT: u16 = 256;
+/// I/O APIC registers.
+pub const IOAPIC_START: u64 = 0xfec0_0000;
+/// Local APIC registers (and the MSI address window, 0xfee0_0000 - 0xfeef_ffff).
+pub const APIC_START: u64 = 0xfee0_0000;
+/// Size of the MSI address window, which DMA must never reach as memory.
+pub const MSI_WINDOW_SIZE: u64 = 0x10_0000;
+
+/// 64-bit MMIO window for PCI BARs (64 GiB at 64 GiB); guest RAM above 4 GiB must end below it.
+pub const MMIO64_START: u64 = 0x10_0000_0000;
+/// Size of the 64-bit MMIO window.
+pub const MMIO64_SIZE: u64 = 0x10_0000_0000;
+/// The most guest RAM the layout holds: below the hole plus up to the 64-bit MMIO window.
+pub const MAX_RAM_SIZE: u64 = MEM_32BIT_GAP_START + (MMIO64_START - RAM_64BIT_START);
+
+// Port I/O.
+/// First COM port (16550 UART).
+pub const COM1_PORT: u16 = 0x3f8;
+/// COM1's I/O APIC input.
+pub const COM1_GSI: u32 = 4;
+/// PCI configuration address register (mechanism #1); data at `+4`.
+pub const PCI_CONFIG_IO_PORT: u16 = 0xcf8;
+/// Size of the PCI configuration mechanism #1 ports.
+pub const PCI_CONFIG_IO_SIZE: u16 = 8;
+/// ACPI PM1a event block (status, enable).
+pub const ACPI_PM1A_EVT_PORT: u16 = 0x600;
+/// ACPI PM1a control block; writing SLP_EN with SLP_TYP 5 powers the machine off.
+pub const ACPI_PM1A_CNT_PORT: u16 = 0x604;
+/// I/O window for PCI I/O BARs.
+pub const PIO_WINDOW_START: u16 = 0xc000;
+/// Size of the PCI I/O window.
+pub const PIO_WINDOW_SIZE: u16 = 0x4000;
+
+/// First GSI handed to PCI INTx lines (the legacy ISA ones stay below).
+pub const PCI_INTX_GSI_START: u32 = 16;
+/// I/O APIC inputs (GSIs 0..24).
+pub const IOAPIC_PINS: u32 = 24;
+/// First GSI used for MSI routes (above every I/O APIC input).
+pub const MSI_GSI_START: u32 = 24;
