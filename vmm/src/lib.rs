@@ -1,3 +1,4 @@
 //! The VMM: the only crate that knows every concrete type and wires them together.
 
+pub mod boot_entry;
 pub mod layout;
