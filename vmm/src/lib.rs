@@ -2,3 +2,4 @@
 
 pub mod boot_entry;
 pub mod layout;
+pub mod loader;
