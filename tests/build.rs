@@ -21,7 +21,11 @@ fn guest_target_installed(rustc: &str) -> bool {
         return false;
     };
     let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    Path::new(&sysroot).join("lib/rustlib").join(GUEST_TARGET).join("lib").is_dir()
+    Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(GUEST_TARGET)
+        .join("lib")
+        .is_dir()
 }
 
 fn main() {
@@ -46,7 +50,13 @@ fn main() {
         .arg("build")
         .arg("--manifest-path")
         .arg(guest_dir.join("Cargo.toml"))
-        .args(["--target", GUEST_TARGET, "--release", "--locked", "--offline"])
+        .args([
+            "--target",
+            GUEST_TARGET,
+            "--release",
+            "--locked",
+            "--offline",
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         // Flags and wrappers meant for the host crates must not reach the guest build.
@@ -56,14 +66,27 @@ fn main() {
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")
         .status()
-        .unwrap_or_else(|err| fail(&format!("cannot run {cargo} to build the test guest: {err}")));
+        .unwrap_or_else(|err| {
+            fail(&format!(
+                "cannot run {cargo} to build the test guest: {err}"
+            ))
+        });
     if !status.success() {
-        fail(&format!("building the test guest in {} failed ({status})", guest_dir.display()));
+        fail(&format!(
+            "building the test guest in {} failed ({status})",
+            guest_dir.display()
+        ));
     }
 
-    let elf = target_dir.join(GUEST_TARGET).join("release").join("test-guest");
+    let elf = target_dir
+        .join(GUEST_TARGET)
+        .join("release")
+        .join("test-guest");
     if !elf.is_file() {
-        fail(&format!("the test guest build did not produce {}", elf.display()));
+        fail(&format!(
+            "the test guest build did not produce {}",
+            elf.display()
+        ));
     }
     println!("cargo:rustc-env=TEST_GUEST_ELF={}", elf.display());
 }

@@ -46,7 +46,11 @@ fn e820(mem: &vm_memory::GuestMemoryMmap) -> Vec<(u64, u64, u32)> {
     (0..count)
         .map(|i| {
             let entry = zp(E820_TABLE) + 20 * i;
-            (read_u64(mem, entry), read_u64(mem, entry + 8), read_u32(mem, entry + 16))
+            (
+                read_u64(mem, entry),
+                read_u64(mem, entry + 8),
+                read_u32(mem, entry + 16),
+            )
         })
         .collect()
 }
@@ -62,7 +66,11 @@ fn bzimage_boots_at_the_64bit_entry_with_the_loader_fields_of_the_setup_header_s
     let entry = load_kernel(&mem, &mut kernel, cmdline, None).expect("load bzImage");
 
     assert_eq!(entry.protocol, BootProtocol::Linux64);
-    assert_eq!(entry.addr.0, u64::from(spec.code32_start) + 0x200, "64-bit entry = load + 0x200");
+    assert_eq!(
+        entry.addr.0,
+        u64::from(spec.code32_start) + 0x200,
+        "64-bit entry = load + 0x200"
+    );
     // The protected-mode kernel is everything after the setup sectors, at code32_start.
     let payload = &image[spec.setup_size()..];
     assert_eq!(read_bytes(&mem, HIGH_RAM_START, payload.len()), payload);
@@ -75,10 +83,21 @@ fn bzimage_boots_at_the_64bit_entry_with_the_loader_fields_of_the_setup_header_s
     assert_eq!(read_u32(&mem, zp(INIT_SIZE)), spec.init_size);
     assert_eq!(read_u32(&mem, zp(INITRD_ADDR_MAX)), spec.initrd_addr_max);
     // Bytes after the header's declared end (0x202 + jump offset) are not copied.
-    assert_eq!(read_bytes(&mem, zp(BZIMAGE_HEADER_END as u64), 8), vec![0; 8]);
+    assert_eq!(
+        read_bytes(&mem, zp(BZIMAGE_HEADER_END as u64), 8),
+        vec![0; 8]
+    );
     // Fields the loader must set.
-    assert_eq!(read_u8(&mem, zp(TYPE_OF_LOADER)), 0xff, "type_of_loader: undefined loader");
-    assert_eq!(read_u8(&mem, zp(LOADFLAGS)), 0x81, "LOADED_HIGH kept, CAN_USE_HEAP set");
+    assert_eq!(
+        read_u8(&mem, zp(TYPE_OF_LOADER)),
+        0xff,
+        "type_of_loader: undefined loader"
+    );
+    assert_eq!(
+        read_u8(&mem, zp(LOADFLAGS)),
+        0x81,
+        "LOADED_HIGH kept, CAN_USE_HEAP set"
+    );
     assert_eq!(read_u16(&mem, zp(HEAP_END_PTR)), 0xde00);
     assert_eq!(read_u16(&mem, zp(VID_MODE)), 0xffff, "vid_mode normal");
     assert_eq!(read_u32(&mem, zp(CODE32_START)), spec.code32_start);
@@ -125,7 +144,10 @@ fn e820_map_lists_ram_above_4gib_when_memory_crosses_the_32bit_hole() {
 #[test]
 fn initramfs_goes_page_aligned_below_initrd_addr_max_and_above_the_kernel() {
     // initrd_addr_max (the last byte the initramfs may use) at 32 MiB - 1, in 64 MiB of RAM.
-    let spec = BzImageSpec { initrd_addr_max: (32 << 20) - 1, ..BzImageSpec::default() };
+    let spec = BzImageSpec {
+        initrd_addr_max: (32 << 20) - 1,
+        ..BzImageSpec::default()
+    };
     let (_, mut kernel) = scratch_file("bzImage", &spec.build());
     let initrd = pattern(300_000, 9);
     let (_, mut initramfs) = scratch_file("initrd", &initrd);
@@ -139,8 +161,14 @@ fn initramfs_goes_page_aligned_below_initrd_addr_max_and_above_the_kernel() {
         | u64::from(read_u32(&mem, zp(EXT_RAMDISK_SIZE))) << 32;
     assert_eq!(size, initrd.len() as u64);
     assert_eq!(addr % PAGE_SIZE, 0, "page aligned: {addr:#x}");
-    assert!(addr + size - 1 <= u64::from(spec.initrd_addr_max), "{addr:#x} + {size:#x}");
-    assert!(addr >= HIGH_RAM_START + u64::from(spec.init_size), "above the kernel's init_size");
+    assert!(
+        addr + size - 1 <= u64::from(spec.initrd_addr_max),
+        "{addr:#x} + {size:#x}"
+    );
+    assert!(
+        addr >= HIGH_RAM_START + u64::from(spec.init_size),
+        "above the kernel's init_size"
+    );
     // As high as it can go: within a page of the limit.
     assert!(addr + size + PAGE_SIZE > u64::from(spec.initrd_addr_max) + 1);
     assert_eq!(read_bytes(&mem, addr, initrd.len()), initrd);
@@ -148,24 +176,37 @@ fn initramfs_goes_page_aligned_below_initrd_addr_max_and_above_the_kernel() {
 
 #[test]
 fn initramfs_stays_inside_ram_when_initrd_addr_max_is_above_it() {
-    let spec = BzImageSpec { initrd_addr_max: 0x7fff_ffff, ..BzImageSpec::default() };
+    let spec = BzImageSpec {
+        initrd_addr_max: 0x7fff_ffff,
+        ..BzImageSpec::default()
+    };
     let (_, mut kernel) = scratch_file("bzImage", &spec.build());
     let initrd = pattern(8192, 3);
     let (_, mut initramfs) = scratch_file("initrd", &initrd);
     let mem = guest_memory(RAM);
     load_kernel(&mem, &mut kernel, "", Some(&mut initramfs)).expect("load");
     let addr = u64::from(read_u32(&mem, zp(RAMDISK_IMAGE)));
-    assert!(addr + initrd.len() as u64 <= RAM, "{addr:#x} inside {RAM:#x} of RAM");
+    assert!(
+        addr + initrd.len() as u64 <= RAM,
+        "{addr:#x} inside {RAM:#x} of RAM"
+    );
     assert_eq!(read_bytes(&mem, addr, initrd.len()), initrd);
 }
 
 #[test]
 fn command_line_up_to_the_kernels_cmdline_size_is_accepted() {
-    let spec = BzImageSpec { cmdline_size: 32, ..BzImageSpec::default() };
+    let spec = BzImageSpec {
+        cmdline_size: 32,
+        ..BzImageSpec::default()
+    };
     let (_, mut kernel) = scratch_file("bzImage", &spec.build());
     let mem = guest_memory(RAM);
     let cmdline = "x".repeat(32);
     load_kernel(&mem, &mut kernel, &cmdline, None).expect("32 bytes fit cmdline_size 32");
     assert_eq!(read_u32(&mem, zp(CMDLINE_SIZE)), 32);
-    assert_eq!(read_u8(&mem, CMDLINE_START + 32), 0, "NUL after the command line");
+    assert_eq!(
+        read_u8(&mem, CMDLINE_START + 32),
+        0,
+        "NUL after the command line"
+    );
 }

@@ -37,7 +37,9 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 /// Writes `bytes` to a scratch file and opens it for reading.
 pub fn scratch_file(name: &str, bytes: &[u8]) -> (PathBuf, File) {
     let path = scratch_dir(name).join(name);
-    File::create(&path).and_then(|mut file| file.write_all(bytes)).expect("write scratch file");
+    File::create(&path)
+        .and_then(|mut file| file.write_all(bytes))
+        .expect("write scratch file");
     let file = File::open(&path).expect("open scratch file");
     (path, file)
 }
@@ -45,7 +47,8 @@ pub fn scratch_file(name: &str, bytes: &[u8]) -> (PathBuf, File) {
 /// Reads `len` bytes of guest memory.
 pub fn read_bytes(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
     let mut bytes = vec![0; len];
-    mem.read_slice(&mut bytes, GuestAddress(addr)).expect("read guest memory");
+    mem.read_slice(&mut bytes, GuestAddress(addr))
+        .expect("read guest memory");
     bytes
 }
 
@@ -86,7 +89,9 @@ pub fn first_nonzero(mem: &GuestMemoryMmap, start: u64, end: u64) -> Option<u64>
 
 /// A recognisable byte pattern.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 /// Fields of a synthetic bzImage's setup header (Documentation/arch/x86/boot.rst offsets).
@@ -147,7 +152,11 @@ impl BzImageSpec {
         put(&mut image, 0x1fa, &0x0000u16.to_le_bytes()); // vid_mode as an image may have it
         put(&mut image, 0x1fe, &0xaa55u16.to_le_bytes());
         // A short jump over the header: its offset byte gives the header's end.
-        put(&mut image, 0x200, &[0xeb, (BZIMAGE_HEADER_END - 0x202) as u8]);
+        put(
+            &mut image,
+            0x200,
+            &[0xeb, (BZIMAGE_HEADER_END - 0x202) as u8],
+        );
         put(&mut image, 0x202, b"HdrS");
         put(&mut image, 0x206, &self.version.to_le_bytes());
         put(&mut image, 0x211, &[self.loadflags]);
@@ -257,7 +266,13 @@ impl ElfSpec {
             data_offset += segment.data.len().next_multiple_of(16);
         }
         if self.pvh_entry.is_some() {
-            file.extend(program_header(4, note_offset as u64, 0, note.len() as u64, 0));
+            file.extend(program_header(
+                4,
+                note_offset as u64,
+                0,
+                note.len() as u64,
+                0,
+            ));
         }
         file.extend(&note);
         for (offset, data) in payload {
