@@ -1,3 +1,18 @@
 //! Pure allocators shared by the VMM: IOVA interval sets with iommufd's automatic placement rule,
 //! the PASID space, MMIO/PIO windows, GSIs and PCI slots. No host access.
+//!
+//! - [`range`]: [`AddrRange`], an inclusive address range with checked arithmetic.
+//! - [`range_map`]: [`RangeMap`], disjoint ranges with values, O(log n) lookups.
+//! - [`reserved`]: [`ReservedRanges`], overlapping reservations tagged by owner.
+//! - [`iova`]: [`IovaSpace`], the areas / reserved / allowed trees of an iommufd IOAS.
+//! - [`pasid`]: [`PasidSpace`], the system-wide PASID space with per-VM owners.
+//! - [`address_window`], [`id_pool`], [`system`]: MMIO/PIO windows, GSIs and PCI slots.
 #![forbid(unsafe_code)]
+
+pub mod range;
+pub mod range_map;
+#[allow(dead_code)] // Used by the reserved ranges and IOVA space that follow.
+mod run_set;
+
+pub use range::{AddrRange, RangeError};
+pub use range_map::{RangeMap, RangeMapError};
