@@ -9,10 +9,13 @@
 //! - [`address_window`], [`id_pool`], [`system`]: MMIO/PIO windows, GSIs and PCI slots.
 #![forbid(unsafe_code)]
 
+pub mod iova;
 pub mod range;
 pub mod range_map;
-#[allow(dead_code)] // Used by the reserved ranges and IOVA space that follow.
+pub mod reserved;
 mod run_set;
 
+pub use iova::{AutoAlignment, IovaError, IovaSpace, Occupant, auto_alignment};
 pub use range::{AddrRange, RangeError};
 pub use range_map::{RangeMap, RangeMapError};
+pub use reserved::ReservedRanges;
