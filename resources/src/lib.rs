@@ -10,12 +10,14 @@
 #![forbid(unsafe_code)]
 
 pub mod iova;
+pub mod pasid;
 pub mod range;
 pub mod range_map;
 pub mod reserved;
 mod run_set;
 
 pub use iova::{AutoAlignment, IovaError, IovaSpace, Occupant, auto_alignment};
+pub use pasid::{PasidError, PasidOwner, PasidSpace};
 pub use range::{AddrRange, RangeError};
 pub use range_map::{RangeMap, RangeMapError};
 pub use reserved::ReservedRanges;
