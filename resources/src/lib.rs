@@ -9,15 +9,21 @@
 //! - [`address_window`], [`id_pool`], [`system`]: MMIO/PIO windows, GSIs and PCI slots.
 #![forbid(unsafe_code)]
 
+pub mod address_window;
+pub mod id_pool;
 pub mod iova;
 pub mod pasid;
 pub mod range;
 pub mod range_map;
 pub mod reserved;
 mod run_set;
+pub mod system;
 
+pub use address_window::{AddressWindow, AddressWindowError, WindowKind};
+pub use id_pool::{IdKind, IdPool, IdPoolError};
 pub use iova::{AutoAlignment, IovaError, IovaSpace, Occupant, auto_alignment};
 pub use pasid::{PasidError, PasidOwner, PasidSpace};
 pub use range::{AddrRange, RangeError};
 pub use range_map::{RangeMap, RangeMapError};
 pub use reserved::ReservedRanges;
+pub use system::{IdLayout, SystemAllocator, SystemAllocatorError, SystemLayout, WindowLayout};
