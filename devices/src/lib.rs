@@ -4,3 +4,4 @@
 
 pub mod bus;
 pub mod interrupt;
+pub mod pci;

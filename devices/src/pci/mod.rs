@@ -1,0 +1,5 @@
+//! PCI as the guest sees it.
+
+pub mod bdf;
+
+pub use bdf::{PciBdf, PciBdfError};
