@@ -5,3 +5,5 @@
 pub mod bus;
 pub mod interrupt;
 pub mod pci;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
