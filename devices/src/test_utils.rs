@@ -1,19 +1,24 @@
-//! Test doubles for the interrupt seam, for this crate's tests and for the crates built on it
-//! (enable the `test-utils` feature in their `[dev-dependencies]`).
+//! Test doubles for the interrupt and BAR relocation seams and a simple emulated PCI function, for
+//! this crate's tests and for the crates built on it (enable the `test-utils` feature in their
+//! `[dev-dependencies]`).
 //!
 //! The recording interrupt group behaves as the [`InterruptSourceGroup`] contract says a real one
 //! does (a vector raised while masked stays pending and is delivered when `update` unmasks it),
 //! and records every call so tests can assert on what a guest would observe: which messages were
 //! delivered, and how vectors were routed.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
-use crate::bus::lock;
+use crate::bus::{SharedBusDevice, lock};
 use crate::interrupt::{
     InterruptError, InterruptManager, InterruptSourceGroup, LegacyIrq, MsiMessage,
+};
+use crate::pci::{
+    BarChange, BarRelocation, PciBar, PciBarError, PciBdf, PciConfiguration, PciDevice, PciIdentity,
 };
 
 /// Something the recording group saw or did.
@@ -309,5 +314,92 @@ impl InterruptManager for RecordingInterruptManager {
             );
         lock(&self.irqs).push(irq.clone());
         Ok(irq)
+    }
+}
+
+/// A [`BarRelocation`] that records the changes it is told about.
+#[derive(Debug, Default)]
+pub struct RecordingBarRelocation {
+    changes: Mutex<Vec<(PciBdf, BarChange)>>,
+}
+
+impl RecordingBarRelocation {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The changes recorded so far, clearing the record.
+    pub fn take(&self) -> Vec<(PciBdf, BarChange)> {
+        std::mem::take(&mut lock(&self.changes))
+    }
+}
+
+impl BarRelocation for RecordingBarRelocation {
+    fn bar_changed(&self, bdf: PciBdf, change: &BarChange, _target: &SharedBusDevice) {
+        lock(&self.changes).push((bdf, *change));
+    }
+}
+
+/// An emulated PCI function: a [`PciConfiguration`] with the BARs given, each backed by plain
+/// memory (reads return what was written, 0 before), for tests of buses and VMM plumbing.
+#[derive(Debug)]
+pub struct TestPciFunction {
+    config: PciConfiguration,
+    bar_memory: BTreeMap<(usize, u64), u8>,
+}
+
+impl TestPciFunction {
+    /// A function with `id` and `bars`; panics on an invalid BAR (a test bug).
+    pub fn new(id: &PciIdentity, bars: &[PciBar]) -> Self {
+        let mut config = PciConfiguration::new(id);
+        for bar in bars {
+            config.add_bar(*bar).expect("test BAR layout is valid");
+        }
+        Self {
+            config,
+            bar_memory: BTreeMap::new(),
+        }
+    }
+
+    /// The configuration space.
+    pub fn config(&self) -> &PciConfiguration {
+        &self.config
+    }
+
+    /// The configuration space, mutable (to add capabilities).
+    pub fn config_mut(&mut self) -> &mut PciConfiguration {
+        &mut self.config
+    }
+}
+
+impl PciDevice for TestPciFunction {
+    fn read_config(&mut self, offset: u16, data: &mut [u8]) {
+        self.config.read(offset, data);
+    }
+
+    fn write_config(&mut self, offset: u16, data: &[u8]) -> Vec<BarChange> {
+        self.config.write(offset, data).bar_changes
+    }
+
+    fn bars(&self) -> Vec<PciBar> {
+        self.config.bars()
+    }
+
+    fn set_bar_address(&mut self, index: usize, address: u64) -> Result<(), PciBarError> {
+        self.config.set_bar_address(index, address)
+    }
+
+    fn read_bar(&mut self, index: usize, offset: u64, data: &mut [u8]) {
+        for (i, b) in data.iter_mut().enumerate() {
+            let at = offset + i as u64;
+            *b = self.bar_memory.get(&(index, at)).copied().unwrap_or(0);
+        }
+    }
+
+    fn write_bar(&mut self, index: usize, offset: u64, data: &[u8]) {
+        for (i, b) in data.iter().enumerate() {
+            self.bar_memory.insert((index, offset + i as u64), *b);
+        }
     }
 }
