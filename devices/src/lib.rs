@@ -4,3 +4,6 @@
 
 pub mod bus;
 pub mod interrupt;
+pub mod pci;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;

@@ -1,3 +1,5 @@
 //! The migration stream, VFIO device-state protocols (v2 state machine, v1 region), dirty-page
 //! sources and the live-migration driver. A leaf crate: devices plug in through traits.
 #![forbid(unsafe_code)]
+
+pub mod vfio_v2;

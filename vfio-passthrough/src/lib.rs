@@ -1,3 +1,7 @@
 //! Everything that touches the host for device assignment: the host IOMMU seam (iommufd and the
 //! legacy type1 container) and the VFIO device seam, each with kernel and emulated backends, and
 //! the passthrough PCI device built on them.
+
+pub mod errno;
+pub mod host;
+pub mod vfio;
