@@ -10,7 +10,7 @@ use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm::layout::CMDLINE_MAX_SIZE;
 use vmm::loader::{LoaderError, load_kernel, load_kernel_from_paths};
 
-const RAM: u64 = 64 << 20;
+const RAM: u64 = 16 << 20;
 
 fn load(image: &[u8], cmdline: &str, initrd: Option<&[u8]>) -> (LoaderError, GuestMemoryMmap) {
     let (_, mut kernel) = scratch_file("kernel", image);

@@ -11,7 +11,7 @@ use acpi_tables::{Aml, AmlSink};
 
 use super::{OEM_ID, OEM_REVISION, OEM_TABLE_ID};
 use crate::layout::{
-    ACPI_SLP_TYP_S5, COM1_GSI, COM1_PORT, MMIO32_SIZE, MMIO32_START, MMIO64_SIZE, MMIO64_START,
+    ACPI_S5_SLP_TYP, COM1_GSI, COM1_PORT, MMIO32_SIZE, MMIO32_START, MMIO64_SIZE, MMIO64_START,
     PCI_BUS_COUNT, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_SIZE, PCI_DEVICES_PER_BUS, PCI_ECAM_SIZE,
     PCI_ECAM_START, PCI_INTX_PINS, PIO_WINDOW_SIZE, PIO_WINDOW_START, pci_intx_gsi,
 };
@@ -150,7 +150,7 @@ fn com1(sink: &mut dyn AmlSink) {
 /// `\_S5`: `Package { SLP_TYPa, SLP_TYPb, 0, 0 }`, the values OSPM writes to PM1a/PM1b_CNT
 /// with SLP_EN to power off.
 fn s5(sink: &mut dyn AmlSink) {
-    let slp_typ = ACPI_SLP_TYP_S5 as u8;
+    let slp_typ = ACPI_S5_SLP_TYP as u8;
     Name::new(
         "\\_S5_".into(),
         &Package::new(vec![&slp_typ, &slp_typ, &ZERO, &ZERO]),
