@@ -65,3 +65,48 @@ pub(super) fn load(
             source,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_is_the_highest_page_below_the_limit() {
+        assert_eq!(
+            place(0x1800, 0x20_0000, 0x100_0000).unwrap(),
+            0x100_0000 - 0x2000
+        );
+        // An unaligned limit rounds the start down.
+        assert_eq!(place(0x1000, 0x20_0000, 0x100_0800).unwrap(), 0xff_f000);
+    }
+
+    #[test]
+    fn placement_may_end_exactly_at_the_limit_and_start_exactly_at_the_kernel_end() {
+        assert_eq!(place(0x1000, 0x20_0000, 0x20_1000).unwrap(), 0x20_0000);
+        let err = place(0x1001, 0x20_0000, 0x20_1000).unwrap_err();
+        assert!(matches!(
+            err,
+            LoaderError::InitramfsDoesNotFit {
+                lowest: 0x20_0000,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_kernel_end_is_rounded_up_to_a_page() {
+        assert_eq!(place(0x1000, 0x20_0001, 0x20_2000).unwrap(), 0x20_1000);
+        let err = place(0x1000, 0x20_0001, 0x20_1800).unwrap_err();
+        assert!(matches!(
+            err,
+            LoaderError::InitramfsDoesNotFit {
+                lowest: 0x20_1000,
+                ..
+            }
+        ));
+        assert!(matches!(
+            place(u64::MAX, 0, 0x1000),
+            Err(LoaderError::InitramfsDoesNotFit { .. })
+        ));
+    }
+}

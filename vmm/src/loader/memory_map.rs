@@ -111,3 +111,47 @@ pub(super) fn low_ram_end(map: &[MemoryMapEntry]) -> u64 {
         .find(|entry| entry.kind == MemoryKind::Ram && entry.addr == HIGH_RAM_START)
         .map_or(HIGH_RAM_START, |entry| entry.end().min(MEM_32BIT_GAP_START))
 }
+
+#[cfg(test)]
+mod tests {
+    use vm_memory::GuestAddress;
+
+    use super::*;
+
+    fn memory(ranges: &[(u64, usize)]) -> GuestMemoryMmap {
+        let ranges: Vec<_> = ranges
+            .iter()
+            .map(|&(start, len)| (GuestAddress(start), len))
+            .collect();
+        GuestMemoryMmap::from_ranges(&ranges).unwrap()
+    }
+
+    #[test]
+    fn touching_regions_merge_into_one_ram_entry() {
+        let map = memory_map(&memory(&[(0, 0x10_0000), (0x10_0000, 0xf0_0000)])).unwrap();
+        let ram: Vec<_> = map.iter().filter(|e| e.kind == MemoryKind::Ram).collect();
+        assert_eq!(ram.len(), 2, "{map:x?}");
+        assert_eq!((ram[1].addr, ram[1].end()), (HIGH_RAM_START, 0x100_0000));
+        assert_eq!(low_ram_end(&map), 0x100_0000);
+    }
+
+    #[test]
+    fn exactly_one_megabyte_of_ram_has_no_high_ram_entry() {
+        let map = memory_map(&memory(&[(0, 0x10_0000)])).unwrap();
+        assert!(
+            map.iter()
+                .all(|e| e.addr < HIGH_RAM_START || e.kind == MemoryKind::Reserved)
+        );
+        assert_eq!(
+            low_ram_end(&map),
+            HIGH_RAM_START,
+            "nothing to load a kernel into"
+        );
+    }
+
+    #[test]
+    fn a_hole_in_the_low_megabyte_is_refused() {
+        let err = memory_map(&memory(&[(0, 0x8_0000), (0x10_0000, 0x10_0000)])).unwrap_err();
+        assert!(matches!(err, LoaderError::LowMemoryMissing), "{err}");
+    }
+}
