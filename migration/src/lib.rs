@@ -2,4 +2,8 @@
 //! sources and the live-migration driver. A leaf crate: devices plug in through traits.
 #![forbid(unsafe_code)]
 
+pub mod device_stream;
+pub mod errno;
 pub mod vfio_v2;
+
+pub use errno::Errno;

@@ -325,11 +325,17 @@ mod tests {
         );
         assert_eq!(
             next_step(Running, Error, FULL),
-            Err(TransitionError::Unsupported { state: Error, flags: FULL })
+            Err(TransitionError::Unsupported {
+                state: Error,
+                flags: FULL
+            })
         );
         assert_eq!(
             next_step(Error, Running, FULL),
-            Err(TransitionError::Unsupported { state: Error, flags: FULL })
+            Err(TransitionError::Unsupported {
+                state: Error,
+                flags: FULL
+            })
         );
         assert_eq!(
             next_step(StopCopy, PreCopy, FULL),
