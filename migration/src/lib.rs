@@ -3,7 +3,11 @@
 #![forbid(unsafe_code)]
 
 pub mod device_stream;
+pub mod engine;
 pub mod errno;
 pub mod vfio_v2;
 
 pub use errno::Errno;
+
+#[cfg(test)]
+mod testing;
