@@ -221,7 +221,13 @@ mod tests {
                 }
             }
         }
-        assert!(V1State::from_bits(STATE_RUNNING | 8).is_err());
+        assert_eq!(
+            V1State::from_bits(STATE_RUNNING | 8),
+            Err(InvalidV1State {
+                value: 9,
+                reason: "reserved bits are set"
+            })
+        );
     }
 
     #[test]
