@@ -2,3 +2,4 @@
 //! hooks, and adapters exposing engines through the user-side traits.
 
 pub(crate) mod fake_device;
+pub(crate) mod local;
