@@ -5,6 +5,7 @@
 pub mod device_stream;
 pub mod engine;
 pub mod errno;
+pub mod user_v1;
 pub mod user_v2;
 pub mod v1_region;
 pub mod vfio_v1;

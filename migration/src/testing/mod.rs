@@ -3,3 +3,4 @@
 
 pub(crate) mod fake_device;
 pub(crate) mod local;
+pub(crate) mod v1_harness;
