@@ -160,8 +160,14 @@ impl MigrationEngine {
         let arcs = path(from, target, self.flags).map_err(refuse)?;
         let mut opened = None;
         for (a, b) in arcs {
-            if let Some(id) = self.step(dev, a, b)? {
-                opened = Some(id);
+            log::debug!("migration: arc {a} -> {b} (target {target})");
+            match self.step(dev, a, b) {
+                Ok(Some(id)) => opened = Some(id),
+                Ok(None) => {}
+                Err(e) => {
+                    log::warn!("migration: {from} -> {target} stopped: {e}");
+                    return Err(e);
+                }
             }
         }
         Ok(opened)
@@ -412,7 +418,11 @@ impl MigrationEngine {
         from: DeviceState,
     ) -> DeviceState {
         for act in done.iter().rev() {
-            if act.inverse().apply(dev).is_err() {
+            if let Err(e) = act.inverse().apply(dev) {
+                log::warn!(
+                    "migration: undoing a failed arc from {from}: {} failed: {e}; device in ERROR",
+                    act.inverse().hook_name()
+                );
                 self.enter_error(dev);
                 return DeviceState::Error;
             }

@@ -28,9 +28,10 @@ fn v1_live_round_trip_moves_chunks_across_mmap_and_trapped_extents() {
         "16 KiB of memory needs several 10 KiB buffers"
     );
 
-    src.dev.write_mem(7 * PAGE, &[0x42; 300]);
+    // Three dirty pages make a ~3 KiB buffer: it starts mapped and ends in the trapped page.
+    src.dev.write_mem(7 * PAGE + 100, &[0x42; 2 * PAGE]);
     let second = v1_save_precopy(&mut src, &mut saved, u64::MAX).unwrap();
-    assert!(second.drained && second.bytes >= PAGE as u64);
+    assert!(second.drained && second.bytes >= 3 * PAGE as u64);
 
     src.dev.write_mem(15 * PAGE + 1, &[0x43; 3]);
     src.dev.write_reg(9, 0xab);
@@ -52,8 +53,16 @@ fn v1_live_round_trip_moves_chunks_across_mmap_and_trapped_extents() {
                 .any(|r| r.start == 0x1800 && r.end == 0x2000)
         );
         assert!(
-            h.trapped_data_accesses.iter().any(|r| r.start == 0x2000),
-            "a buffer crossed into the trapped page"
+            h.trapped_data_accesses
+                .iter()
+                .any(|r| r.start == 0x2000 && r.end == 0x3000),
+            "a buffer crossed the trapped page into the second extent"
+        );
+        assert!(
+            h.trapped_data_accesses
+                .iter()
+                .any(|r| r.start == 0x2000 && r.end > 0x2000 && r.end < 0x3000),
+            "a buffer started mapped and ended in the trapped page"
         );
     }
 }

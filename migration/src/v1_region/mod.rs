@@ -17,6 +17,40 @@
 //!
 //! Buffers are staged at a fixed offset in the window ([`V1Region::with_staging_offset`]), so a
 //! device can place them across mmap-able and trapped extents.
+//!
+//! A device exposes the region as a device-specific region with
+//! `VFIO_REGION_INFO_CAP_TYPE` ([`REGION_TYPE_MIGRATION_DEPRECATED`],
+//! [`REGION_SUBTYPE_MIGRATION_DEPRECATED`]), size [`V1Layout::region_size`] and a sparse-mmap
+//! capability listing [`V1Layout::mmap_extents`], and routes the region's trapped accesses and
+//! its reset here, next to the engine it also uses for v2:
+//!
+//! ```
+//! use migration::engine::{MigrationEngine, MigrationHooks};
+//! use migration::v1_region::{V1Region, WindowStorage};
+//!
+//! struct Device<M, W: WindowStorage> {
+//!     migration: MigrationEngine,
+//!     v1: V1Region<W>,
+//!     model: M,
+//! }
+//!
+//! impl<M: MigrationHooks, W: WindowStorage> Device<M, W> {
+//!     /// `pread` of the v1 migration region (the mmap-able extents never get here).
+//!     fn v1_read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), i32> {
+//!         self.v1
+//!             .read(&mut self.migration, &mut self.model, offset, buf)
+//!             .map_err(|e| e.errno().raw())
+//!     }
+//!
+//!     /// `VFIO_DEVICE_RESET`.
+//!     fn reset(&mut self) {
+//!         self.v1.reset(&mut self.migration, &mut self.model);
+//!     }
+//! }
+//! ```
+//!
+//! [`REGION_TYPE_MIGRATION_DEPRECATED`]: crate::vfio_v1::REGION_TYPE_MIGRATION_DEPRECATED
+//! [`REGION_SUBTYPE_MIGRATION_DEPRECATED`]: crate::vfio_v1::REGION_SUBTYPE_MIGRATION_DEPRECATED
 
 mod error;
 mod layout;
