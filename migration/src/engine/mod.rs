@@ -473,8 +473,13 @@ impl MigrationEngine {
             }
             SessionAction::ContinueToStopCopy => {
                 let chunks = dev.stop_copy(true).map_err(hook_err("stop_copy"))?;
-                if let Some(Session::Saving { stream, .. }) = &mut self.session {
-                    stream.append(&chunks, true).map_err(encode_err)?;
+                if let Some(Session::Saving { stream, broken, .. }) = &mut self.session {
+                    if let Err(e) = stream.append(&chunks, true) {
+                        // The device has handed over (and forgotten) its last changes: a retry
+                        // would silently miss them, so the session cannot be completed.
+                        *broken = Some((e.to_string(), Errno::EIO));
+                        return Err(encode_err(e));
+                    }
                 }
                 Ok(None)
             }

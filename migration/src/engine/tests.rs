@@ -391,3 +391,38 @@ fn flags_without_stop_copy_are_refused() {
         Err(EngineError::BadFlags { .. })
     ));
 }
+
+#[test]
+fn an_unframable_initial_capture_fails_the_arc_and_stops_tracking() {
+    let limits = crate::device_stream::StreamLimits {
+        max_record: 2 * PAGE as u32,
+        max_image: 1 << 20,
+    };
+    let mut engine = MigrationEngine::with_limits(FULL, limits).unwrap();
+    let mut dev = FakeDevice::new(2);
+    // 16 KiB of memory sent whole does not fit a 2 KiB record.
+    let err = engine.set_state(&mut dev, PreCopy).unwrap_err();
+    assert!(matches!(err, EngineError::Encode { .. }), "{err}");
+    assert_eq!(engine.state(), Running);
+    assert!(!dev.tracking, "tracking stopped with the failed session");
+    assert_eq!(engine.current_session(), None);
+}
+
+#[test]
+fn an_unframable_final_capture_breaks_the_session() {
+    let limits = crate::device_stream::StreamLimits {
+        max_record: MEM_SIZE as u32,
+        max_image: 1 << 20,
+    };
+    let mut engine = MigrationEngine::with_limits(FULL, limits).unwrap();
+    let mut dev = FakeDevice::new(2);
+    let id = engine.set_state(&mut dev, PreCopyP2p).unwrap().unwrap();
+    dev.extra_final = MEM_SIZE + 1;
+    let err = engine.set_state(&mut dev, StopCopy).unwrap_err();
+    assert!(matches!(err, EngineError::Encode { .. }), "{err}");
+    assert_eq!(engine.state(), PreCopyP2p);
+    assert!(dev.operating, "the stop was undone");
+    let err = engine.read(&mut dev, id, &mut [0u8; 64]).unwrap_err();
+    assert!(matches!(err, EngineError::SavingBroken { .. }), "{err}");
+    assert_eq!(err.errno(), Errno::EIO);
+}

@@ -30,6 +30,8 @@ pub(crate) struct FakeDevice {
     /// Hooks that fail when called.
     pub fail: BTreeSet<&'static str>,
     pub resets: usize,
+    /// Bytes of an extra section that STOP_COPY appends (0: none).
+    pub extra_final: usize,
 }
 
 impl FakeDevice {
@@ -48,6 +50,7 @@ impl FakeDevice {
             calls: Vec::new(),
             fail: BTreeSet::new(),
             resets: 0,
+            extra_final: 0,
         }
     }
 
@@ -165,6 +168,12 @@ impl MigrationHooks for FakeDevice {
             section: SECTION_REGS,
             data: self.regs.clone(),
         });
+        if self.extra_final > 0 {
+            chunks.push(StateChunk::Whole {
+                section: 2,
+                data: vec![0; self.extra_final],
+            });
+        }
         Ok(chunks)
     }
 

@@ -120,6 +120,13 @@ pub fn save_stop_copy<D: MigrationDevice + ?Sized, W: Write + ?Sized>(
             expected: "a running, quiescent, stopped or pre-copying device",
         });
     }
+    if from.is_saving() && stream.is_none() {
+        // Its session continues into STOP_COPY and no new stream will be handed out.
+        return Err(V2UserError::WrongState {
+            state: from,
+            expected: "the stream of the device's open saving session",
+        });
+    }
     let opened = transition(dev, DeviceState::StopCopy)?;
     let Some(mut stream) = opened.or(stream) else {
         return Err(V2UserError::NoStream {

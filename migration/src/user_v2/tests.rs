@@ -343,3 +343,16 @@ fn stopping_refuses_devices_that_are_not_quiescent() {
         }
     ));
 }
+
+#[test]
+fn stop_copy_of_a_pre_copying_device_needs_its_stream_and_moves_nothing_without_it() {
+    let log = log();
+    let mut src = LocalDevice::new(FULL, FakeDevice::new(5), 0, &log);
+    let _stream = transition(&mut src, PreCopy).unwrap();
+    let err = save_stop_copy(&mut src, None, &mut Vec::new(), 4096).unwrap_err();
+    assert!(
+        matches!(err, V2UserError::WrongState { state: PreCopy, .. }),
+        "{err}"
+    );
+    assert_eq!(src.state().unwrap(), PreCopy);
+}
