@@ -1,13 +1,19 @@
-//! [`Errno`]: the errno-like cause carried by every protocol error in this crate.
+//! [`Errno`]: a Linux errno value, the error contract of the host seams and of the VFIO
+//! migration protocols.
 //!
-//! The VFIO migration protocols are specified errno by errno (`ENOMSG` for "no data for now",
-//! `EINVAL` for a refused transition, ...). This crate is a leaf, so it cannot use the host seam's
-//! errno type; it keeps its own, with the same raw values, so that a backend converts with
-//! `Errno::from_raw(e.raw())` and a device model answers exactly what the kernel would.
+//! The host seams (in `vfio-passthrough`) mirror the kernel uAPI call for call, and the kernel
+//! answers with an errno; the VFIO migration protocols are specified errno by errno too (`ENOMSG`
+//! for "no data for now", `EINVAL` for a refused transition). Keeping that number, rather than a
+//! richer enum, is what lets one conformance suite compare a kernel backend with the emulated one
+//! result for result. Callers above wrap it in errors that say what failed and on what.
+//!
+//! It lives in this leaf crate because it is the lowest one that needs it; `vfio-passthrough`
+//! re-exports it.
 
 use std::fmt;
+use std::io;
 
-/// A Linux errno value (positive, as in `errno`).
+/// A Linux errno value, as returned by an ioctl or by the emulated host in its place.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Errno(i32);
 
@@ -31,12 +37,13 @@ macro_rules! errnos {
 }
 
 errnos!(
-    EPERM, ENOENT, EIO, ENXIO, E2BIG, EBADF, EAGAIN, ENOMEM, EFAULT, EBUSY, ENODEV, EINVAL, EFBIG,
-    ENOSPC, ESPIPE, ERANGE, ENOTTY, ENOMSG, EBADMSG, EMSGSIZE, EOPNOTSUPP, EOVERFLOW, EPROTO,
+    EPERM, ENOENT, ESRCH, EINTR, EIO, ENXIO, E2BIG, EBADF, EAGAIN, ENOMEM, EACCES, EFAULT, EBUSY,
+    EEXIST, ENODEV, EINVAL, EFBIG, ENOSPC, ESPIPE, ERANGE, ENOTTY, EDQUOT, ENOMSG, EBADMSG,
+    EMSGSIZE, EOPNOTSUPP, EADDRINUSE, EOVERFLOW, EBADFD, EBADE, ENOSYS, EPROTO,
 );
 
 impl Errno {
-    /// Wraps a raw errno value.
+    /// Wraps a raw errno value (positive, as in `errno`).
     pub const fn from_raw(raw: i32) -> Self {
         Errno(raw)
     }
@@ -45,17 +52,45 @@ impl Errno {
     pub const fn raw(self) -> i32 {
         self.0
     }
-}
 
-impl fmt::Display for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.name(), self.0)
+    /// The calling thread's `errno`, after a failed libc call.
+    pub fn last() -> Self {
+        Errno(
+            io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        )
+    }
+
+    /// The errno carried by an I/O error (`EIO` if it carries none).
+    pub fn from_io(err: &io::Error) -> Self {
+        Errno(err.raw_os_error().unwrap_or(libc::EIO))
     }
 }
 
 impl fmt::Debug for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
+        match self.name() {
+            "E?" => write!(f, "Errno({})", self.0),
+            name => f.write_str(name),
+        }
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = io::Error::from_raw_os_error(self.0).to_string();
+        // io::Error renders as "Invalid argument (os error 22)"; keep only the text.
+        let text = text.split(" (os error").next().unwrap_or(&text);
+        write!(f, "{:?} ({text})", self)
+    }
+}
+
+impl std::error::Error for Errno {}
+
+impl From<Errno> for io::Error {
+    fn from(e: Errno) -> Self {
+        io::Error::from_raw_os_error(e.0)
     }
 }
 
@@ -64,11 +99,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_and_values_match_linux() {
-        assert_eq!(Errno::ENOMSG.raw(), 42);
-        assert_eq!(Errno::EINVAL.raw(), 22);
-        assert_eq!(Errno::from_raw(42).name(), "ENOMSG");
-        assert_eq!(Errno::EINVAL.to_string(), "EINVAL (22)");
-        assert_eq!(Errno::from_raw(4095).name(), "E?");
+    fn display_names_the_errno_and_its_meaning() {
+        assert_eq!(Errno::EINVAL.to_string(), "EINVAL (Invalid argument)");
+        assert_eq!(format!("{:?}", Errno::EADDRINUSE), "EADDRINUSE");
+    }
+
+    #[test]
+    fn unknown_values_round_trip() {
+        let e = Errno::from_raw(4095);
+        assert_eq!(e.raw(), 4095);
+        assert_eq!(format!("{e:?}"), "Errno(4095)");
+        assert_eq!(io::Error::from(e).raw_os_error(), Some(4095));
     }
 }
