@@ -24,8 +24,7 @@ pub enum DmaFaultReason {
 }
 
 /// A DMA access that faulted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("DMA {} at IOVA {iova:#x}{} faulted: {reason:?}", if *.write { "write" } else { "read" }, match .pasid { Some(p) => format!(" (PASID {p})"), None => String::new() })]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DmaFault {
     /// The first IOVA that did not translate.
     pub iova: u64,
@@ -36,6 +35,19 @@ pub struct DmaFault {
     /// Why.
     pub reason: DmaFaultReason,
 }
+
+impl std::fmt::Display for DmaFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.write { "write" } else { "read" };
+        write!(f, "DMA {kind} at IOVA {:#x}", self.iova)?;
+        if let Some(pasid) = self.pasid {
+            write!(f, " (PASID {pasid})")?;
+        }
+        write!(f, " faulted: {:?}", self.reason)
+    }
+}
+
+impl std::error::Error for DmaFault {}
 
 /// A device's DMA path.
 ///
