@@ -1,0 +1,2 @@
+//! Placeholder replaced in the bench commit.
+fn main() {}
