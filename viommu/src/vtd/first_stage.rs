@@ -14,8 +14,8 @@ use super::config::FirstStageConfig;
 use super::fault::FirstStageFault;
 use super::memory::TableMemory;
 use super::pte::{
-    ACCESSED, DIRTY, EXTENDED_ACCESSED, PRESENT, PageSize, is_leaf, level_shift, output_address,
-    reserved_bits, table_index,
+    ACCESSED, DIRTY, EXTENDED_ACCESSED, PRESENT, PageSize, is_leaf, output_address, reserved_bits,
+    table_index,
 };
 
 /// How many times the walker retries setting flags in one entry whose value keeps changing
@@ -47,14 +47,6 @@ impl Translation {
     /// needs another translation.
     pub const fn bytes_to_page_end(&self) -> u64 {
         self.page_size.bytes() - self.page_size.offset(self.output)
-    }
-
-    /// The translation of another input address inside the same page.
-    pub(crate) const fn rebased(&self, iova: u64) -> Translation {
-        Translation {
-            output: self.output_page() | self.page_size.offset(iova),
-            ..*self
-        }
     }
 }
 
@@ -250,9 +242,4 @@ pub(crate) fn walk_from<M: TableMemory + ?Sized>(
         table = next;
         level -= 1;
     }
-}
-
-/// The span of input addresses, as `iova >> shift`, that one entry at `level` translates.
-pub(crate) const fn entry_span_key(iova: u64, level: u8) -> u64 {
-    iova >> level_shift(level)
 }

@@ -161,6 +161,25 @@ impl FirstStageTableBuilder {
         write_entry(mem, entry_gpa, gpa | PRESENT | ps | leaf_flags)
     }
 
+    /// Clears the level entry that maps (or would map) the page of `size` at `iova`, whatever it
+    /// holds, as a guest unmapping it would; the tables below a cleared non-leaf entry are not
+    /// reclaimed. Returns whether the entry was present.
+    pub fn unmap<M: TableMemory + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        iova: u64,
+        size: PageSize,
+    ) -> Result<bool, TableBuildError> {
+        match self.entry_gpa(mem, iova, size.leaf_level())? {
+            Some(entry_gpa) => {
+                let entry = mem.read_entry(entry_gpa).map_err(TableBuildError::Memory)?;
+                write_entry(mem, entry_gpa, 0)?;
+                Ok(entry & PRESENT != 0)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Guest physical address of the level-`level` entry the walk of `iova` would use, or `None`
     /// if a non-present entry or a leaf above `level` ends the walk first.
     pub fn entry_gpa<M: TableMemory + ?Sized>(
