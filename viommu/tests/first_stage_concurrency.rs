@@ -7,8 +7,8 @@ use std::thread;
 
 use viommu::vtd::pte::{ACCESSED, DIRTY, USER, WRITABLE};
 use viommu::vtd::{
-    Access, FirstStageConfig, FirstStageTableBuilder, PageSize, PagingMode, Stage2Fault,
-    TableMemory, walk,
+    Access, FirstStageConfig, FirstStageFault, FirstStageTableBuilder, PageSize, PagingMode,
+    Stage2Fault, TableMemory, walk,
 };
 
 /// Guest memory of 64-bit atomics starting at GPA 0, shared by every clone.
@@ -123,7 +123,14 @@ fn walkers_racing_a_guest_on_the_same_entries_lose_no_update() {
                 let mut passes = 0;
                 while passes == 0 || !done.load(Ordering::SeqCst) {
                     for page in (parity as u64..PAGES).step_by(2) {
-                        let t = walk(&config, page << 12, access, &mut mem).unwrap();
+                        // This guest rewrites the PDE in a tight loop, so a walk may give up on
+                        // it; like a device retrying the DMA, walk again until one succeeds.
+                        let t = loop {
+                            match walk(&config, page << 12, access, &mut mem) {
+                                Err(FirstStageFault::EntryUpdateContended { level: 2, .. }) => {}
+                                other => break other.unwrap(),
+                            }
+                        };
                         assert_eq!(t.output, 0x100_0000 + (page << 12));
                     }
                     passes += 1;

@@ -19,10 +19,10 @@ use super::pte::{
 };
 
 /// How many times the walker retries setting flags in one entry whose value keeps changing
-/// before reporting [`FirstStageFault::EntryUpdateContended`]. A change needs a racing writer
-/// between one read and the next compare-and-set, so reaching this takes a guest rewriting the
-/// entry in a tight loop.
-pub const MAX_FLAG_UPDATE_RETRIES: u32 = 64;
+/// before reporting [`FirstStageFault::EntryUpdateContended`]. A retry needs a racing writer
+/// between one compare-and-set and the next (a few checks apart), so reaching this takes a guest
+/// rewriting the entry in a tight loop; the bound keeps such a guest from holding a DMA thread.
+pub const MAX_FLAG_UPDATE_RETRIES: u32 = 1024;
 
 /// A successful first-stage translation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -6,7 +6,7 @@
 //! report stage-2 refusals as a [`Stage2Fault`], which the walker turns into the matching VT-d
 //! nested-translation fault reason.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// Why the memory holding a first-stage table could not be accessed. In nested translation these
 /// are stage-2 outcomes for the table address.
@@ -116,7 +116,6 @@ pub struct SparseTableMemory {
     stage2_width: Option<u8>,
     reads: u64,
     updates: u64,
-    touched_pages: HashSet<u64>,
 }
 
 impl SparseTableMemory {
@@ -164,13 +163,7 @@ impl SparseTableMemory {
         self.updates
     }
 
-    /// Whether any entry of the 4 KiB page holding `gpa` has been read or updated through
-    /// [`TableMemory`].
-    pub fn was_touched(&self, gpa: u64) -> bool {
-        self.touched_pages.contains(&(gpa >> 12))
-    }
-
-    fn check(&mut self, gpa: u64, write: bool) -> Result<(), Stage2Fault> {
+    fn check(&self, gpa: u64, write: bool) -> Result<(), Stage2Fault> {
         if let Some(width) = self.stage2_width {
             if width < 64 && gpa >> width != 0 {
                 return Err(Stage2Fault::BeyondAddressWidth { gpa, width });
@@ -180,10 +173,7 @@ impl SparseTableMemory {
             Some(PageBlock::Unmapped) => Err(Stage2Fault::NotMapped { gpa }),
             Some(PageBlock::Broken) => Err(Stage2Fault::MemoryError { gpa }),
             Some(PageBlock::ReadOnly) if write => Err(Stage2Fault::WriteDenied { gpa }),
-            _ => {
-                self.touched_pages.insert(gpa >> 12);
-                Ok(())
-            }
+            _ => Ok(()),
         }
     }
 }
