@@ -139,11 +139,10 @@ fn faults_are_not_cached() {
         one_mapping(FOUR, 0x1000, 0x9000, PageSize::Size4KiB, USER_RW);
     let iotlb = Iotlb::default();
     let iova = 0x2000;
-    assert!(
-        iotlb
-            .translate(TAG, &config, iova, Access::READ, &mut mem)
-            .is_err()
-    );
+    assert!(matches!(
+        iotlb.translate(TAG, &config, iova, Access::READ, &mut mem),
+        Err(FirstStageFault::NotPresent { level: 1, .. })
+    ));
     tables
         .map(&mut mem, iova, 0xb000, PageSize::Size4KiB, USER_RW)
         .unwrap();

@@ -31,17 +31,29 @@ enum Outcome {
     },
 }
 
-/// The walk written out the plain way, bit by bit, sharing no code with the crate.
-fn reference_walk(
-    mem: &mut HashMap<u64, u64>,
+/// The settings the reference walker runs under, as plain values.
+struct Setup {
     root: u64,
     levels: u8,
     flags: FirstStageFlags,
     haw: u8,
     one_gib: bool,
+}
+
+/// The walk written out the plain way, bit by bit, sharing no code with the crate.
+fn reference_walk(
+    mem: &mut HashMap<u64, u64>,
+    setup: &Setup,
     iova: u64,
     access: Access,
 ) -> Outcome {
+    let Setup {
+        root,
+        levels,
+        flags,
+        haw,
+        one_gib,
+    } = *setup;
     if access.privileged && !flags.sre {
         return Outcome::Fault {
             code: 0x5d,
@@ -214,10 +226,10 @@ proptest! {
             .with_flags(flags)
             .with_one_gib_pages(one_gib);
 
+        let setup = Setup { root: TABLE_BASE, levels, flags, haw, one_gib };
         // Several requests in a row, so flags set by one are seen by the next.
         for access in accesses {
-            let expected =
-                reference_walk(&mut reference, TABLE_BASE, levels, flags, haw, one_gib, iova, access);
+            let expected = reference_walk(&mut reference, &setup, iova, access);
             let actual = match walk(&config, iova, access, &mut mem) {
                 Ok(t) => Outcome::Translated {
                     output: t.output,
