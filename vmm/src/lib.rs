@@ -1,4 +1,12 @@
 //! The VMM: the only crate that knows every concrete type and wires them together.
 
 pub mod boot_entry;
+pub mod buses;
+pub mod hypervisor;
+pub mod interrupts;
+pub mod kvm;
 pub mod layout;
+pub mod memory;
+pub mod memory_slots;
+pub mod power;
+pub mod vcpu;

@@ -1,0 +1,267 @@
+//! The GSI routing table the VMM keeps and commits to KVM as a whole, and the allocator of the
+//! GSIs MSI vectors use.
+//!
+//! `KVM_SET_GSI_ROUTING` replaces the entire table, including the default routes of the in-kernel
+//! PIC and I/O APIC, so the VMM must own the full table and re-send it on every change.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use devices::interrupt::{InterruptError, MsiMessage};
+use kvm_bindings::{
+    KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER,
+    KVM_IRQCHIP_PIC_SLAVE, KvmIrqRouting, kvm_irq_routing_entry, kvm_irq_routing_irqchip,
+    kvm_irq_routing_msi,
+};
+
+use crate::layout::{IOAPIC_PINS, MSI_GSI_START};
+
+/// KVM's limit on routing entries, and so on GSI numbers (`KVM_MAX_IRQ_ROUTES`).
+const MAX_ROUTES: u32 = kvm_bindings::KVM_MAX_IRQ_ROUTES as u32;
+
+/// Where a GSI goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// An input pin of an in-kernel interrupt controller (`KVM_IRQCHIP_*`).
+    Irqchip {
+        /// The controller.
+        chip: u32,
+        /// The input pin.
+        pin: u32,
+    },
+    /// An MSI message written to the local APICs.
+    Msi(MsiMessage),
+}
+
+/// The routing table and the MSI GSI allocator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GsiRoutes {
+    routes: BTreeMap<u32, Vec<Route>>,
+    free_msi: BTreeSet<u32>,
+    next_msi: u32,
+    msi_end: u32,
+}
+
+impl Default for GsiRoutes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GsiRoutes {
+    /// A table with KVM's default routes: GSIs 0-15 to both PICs and the I/O APIC, 16-23 to the
+    /// I/O APIC only; MSI GSIs from [`MSI_GSI_START`] up to KVM's limit.
+    pub fn new() -> Self {
+        Self::with_msi_limit(MAX_ROUTES)
+    }
+
+    /// Like [`new`](Self::new), with MSI GSIs ending (exclusive) at `msi_end`.
+    pub fn with_msi_limit(msi_end: u32) -> Self {
+        let mut routes = BTreeMap::new();
+        for gsi in 0..IOAPIC_PINS {
+            let mut r = Vec::with_capacity(2);
+            match gsi {
+                0..8 => r.push(Route::Irqchip {
+                    chip: KVM_IRQCHIP_PIC_MASTER,
+                    pin: gsi,
+                }),
+                8..16 => r.push(Route::Irqchip {
+                    chip: KVM_IRQCHIP_PIC_SLAVE,
+                    pin: gsi - 8,
+                }),
+                _ => {}
+            }
+            r.push(Route::Irqchip {
+                chip: KVM_IRQCHIP_IOAPIC,
+                pin: gsi,
+            });
+            routes.insert(gsi, r);
+        }
+        Self {
+            routes,
+            free_msi: BTreeSet::new(),
+            next_msi: MSI_GSI_START,
+            msi_end: msi_end.min(MAX_ROUTES),
+        }
+    }
+
+    /// Reserves `count` GSIs for MSI vectors, all or none. They have no route until
+    /// [`set_msi`](Self::set_msi).
+    pub fn allocate_msi(&mut self, count: u32) -> Result<Vec<u32>, InterruptError> {
+        let available = self.free_msi.len() as u64 + u64::from(self.msi_end - self.next_msi);
+        if u64::from(count) > available {
+            return Err(InterruptError::Exhausted { count });
+        }
+        let mut gsis = Vec::with_capacity(count as usize);
+        while gsis.len() < count as usize {
+            match self.free_msi.pop_first() {
+                Some(gsi) => gsis.push(gsi),
+                None => {
+                    gsis.push(self.next_msi);
+                    self.next_msi += 1;
+                }
+            }
+        }
+        Ok(gsis)
+    }
+
+    /// Returns MSI GSIs to the allocator and drops their routes.
+    pub fn release_msi(&mut self, gsis: &[u32]) {
+        for &gsi in gsis {
+            if (MSI_GSI_START..self.next_msi).contains(&gsi) {
+                self.routes.remove(&gsi);
+                self.free_msi.insert(gsi);
+            }
+        }
+    }
+
+    /// Routes `gsi` to `msg`. Returns whether the table changed.
+    pub fn set_msi(&mut self, gsi: u32, msg: MsiMessage) -> bool {
+        let new = vec![Route::Msi(msg)];
+        if self.routes.get(&gsi) == Some(&new) {
+            return false;
+        }
+        self.routes.insert(gsi, new);
+        true
+    }
+
+    /// The routes of `gsi`.
+    pub fn routes(&self, gsi: u32) -> &[Route] {
+        self.routes.get(&gsi).map_or(&[], Vec::as_slice)
+    }
+
+    /// The table as KVM takes it.
+    pub fn to_kvm(&self) -> KvmIrqRouting {
+        let entries: Vec<kvm_irq_routing_entry> = self
+            .routes
+            .iter()
+            .flat_map(|(&gsi, routes)| routes.iter().map(move |r| kvm_entry(gsi, r)))
+            .collect();
+        // The table holds at most one entry per GSI below KVM's limit, plus the 16 PIC entries,
+        // and KVM's limit is also the wrapper's capacity.
+        KvmIrqRouting::from_entries(&entries).expect("routing table within KVM_MAX_IRQ_ROUTES")
+    }
+}
+
+fn kvm_entry(gsi: u32, route: &Route) -> kvm_irq_routing_entry {
+    let mut entry = kvm_irq_routing_entry {
+        gsi,
+        ..Default::default()
+    };
+    match *route {
+        Route::Irqchip { chip, pin } => {
+            entry.type_ = KVM_IRQ_ROUTING_IRQCHIP;
+            entry.u.irqchip = kvm_irq_routing_irqchip { irqchip: chip, pin };
+        }
+        Route::Msi(msg) => {
+            entry.type_ = KVM_IRQ_ROUTING_MSI;
+            entry.u.msi = kvm_irq_routing_msi {
+                address_lo: msg.address as u32,
+                address_hi: (msg.address >> 32) as u32,
+                data: msg.data,
+                ..Default::default()
+            };
+        }
+    }
+    entry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(data: u32) -> MsiMessage {
+        MsiMessage {
+            address: 0xfee0_1000,
+            data,
+        }
+    }
+
+    #[test]
+    fn default_table_routes_isa_gsis_to_pic_and_ioapic() {
+        let t = GsiRoutes::new();
+        assert_eq!(
+            t.routes(9),
+            &[
+                Route::Irqchip {
+                    chip: KVM_IRQCHIP_PIC_SLAVE,
+                    pin: 1
+                },
+                Route::Irqchip {
+                    chip: KVM_IRQCHIP_IOAPIC,
+                    pin: 9
+                }
+            ]
+        );
+        assert_eq!(
+            t.routes(20),
+            &[Route::Irqchip {
+                chip: KVM_IRQCHIP_IOAPIC,
+                pin: 20
+            }]
+        );
+        // 16 PIC entries plus 24 I/O APIC entries.
+        assert_eq!(t.to_kvm().as_slice().len(), 40);
+    }
+
+    #[test]
+    fn msi_gsis_start_above_the_ioapic_and_are_reused_after_release() {
+        let mut t = GsiRoutes::new();
+        let a = t.allocate_msi(3).unwrap();
+        assert_eq!(a, vec![MSI_GSI_START, MSI_GSI_START + 1, MSI_GSI_START + 2]);
+        t.release_msi(&a[1..2]);
+        assert_eq!(
+            t.allocate_msi(2).unwrap(),
+            vec![MSI_GSI_START + 1, MSI_GSI_START + 3]
+        );
+    }
+
+    #[test]
+    fn allocation_beyond_the_limit_fails_and_takes_nothing() {
+        let mut t = GsiRoutes::with_msi_limit(MSI_GSI_START + 4);
+        t.allocate_msi(3).unwrap();
+        assert!(matches!(
+            t.allocate_msi(2),
+            Err(InterruptError::Exhausted { count: 2 })
+        ));
+        assert_eq!(t.allocate_msi(1).unwrap(), vec![MSI_GSI_START + 3]);
+    }
+
+    #[test]
+    fn msi_route_becomes_a_kvm_msi_entry() {
+        let mut t = GsiRoutes::new();
+        let gsi = t.allocate_msi(1).unwrap()[0];
+        let m = MsiMessage {
+            address: 0x1_fee0_2000,
+            data: 0x4041,
+        };
+        assert!(t.set_msi(gsi, m));
+        assert!(!t.set_msi(gsi, m), "same message again changes nothing");
+        let table = t.to_kvm();
+        let entry = table.as_slice().iter().find(|e| e.gsi == gsi).unwrap();
+        assert_eq!(entry.type_, KVM_IRQ_ROUTING_MSI);
+        // SAFETY: `type_` says the union holds the MSI variant.
+        let msi = unsafe { entry.u.msi };
+        assert_eq!(
+            (msi.address_lo, msi.address_hi, msi.data),
+            (0xfee0_2000, 1, 0x4041)
+        );
+    }
+
+    #[test]
+    fn released_gsi_loses_its_route() {
+        let mut t = GsiRoutes::new();
+        let gsi = t.allocate_msi(1).unwrap()[0];
+        t.set_msi(gsi, msg(0x30));
+        t.release_msi(&[gsi]);
+        assert!(t.routes(gsi).is_empty());
+        assert_eq!(t.to_kvm().as_slice().len(), 40);
+    }
+
+    #[test]
+    fn ioapic_gsis_cannot_be_released_into_the_msi_pool() {
+        let mut t = GsiRoutes::new();
+        t.release_msi(&[4]);
+        assert_eq!(t.routes(4).len(), 2);
+        assert_eq!(t.allocate_msi(1).unwrap(), vec![MSI_GSI_START]);
+    }
+}
