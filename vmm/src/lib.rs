@@ -2,11 +2,13 @@
 
 pub mod boot_entry;
 pub mod buses;
+pub mod event_loop;
 pub mod hypervisor;
 pub mod interrupts;
 pub mod kvm;
 pub mod layout;
 pub mod memory;
 pub mod memory_slots;
+pub mod platform;
 pub mod power;
 pub mod vcpu;
