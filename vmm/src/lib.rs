@@ -1,12 +1,15 @@
 //! The VMM: the only crate that knows every concrete type and wires them together.
 
+pub mod assembly;
 pub mod boot_entry;
 pub mod buses;
 pub mod event_loop;
+pub mod harness;
 pub mod hypervisor;
 pub mod interrupts;
 pub mod kvm;
 pub mod layout;
+pub mod machine;
 pub mod memory;
 pub mod memory_slots;
 pub mod platform;

@@ -84,6 +84,18 @@ impl PowerControl {
         lock(&self.reason).clone()
     }
 
+    /// Blocks until an exit is requested and returns its reason (a bare [`stop`](Self::stop)
+    /// does not end the wait).
+    pub fn wait_for_exit(&self) -> ExitReason {
+        let mut reason = lock(&self.reason);
+        loop {
+            if let Some(reason) = reason.as_ref() {
+                return reason.clone();
+            }
+            reason = self.changed.wait(reason).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
     /// Blocks until an exit is requested and returns its reason, or returns `None` once
     /// `timeout` has passed or the machine was stopped without a reason.
     pub fn wait(&self, timeout: Option<Duration>) -> Option<ExitReason> {
@@ -124,6 +136,7 @@ mod tests {
         p.request_exit(ExitReason::PowerOff);
         assert!(p.is_stopping());
         assert_eq!(p.wait(None), Some(ExitReason::Reset));
+        assert_eq!(p.wait_for_exit(), ExitReason::Reset);
     }
 
     #[test]

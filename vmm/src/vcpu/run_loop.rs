@@ -51,7 +51,13 @@ pub fn spawn(vcpu: Vcpu, buses: Buses, power: Arc<PowerControl>) -> Result<VcpuH
     let id = vcpu.id;
     let thread = std::thread::Builder::new()
         .name(format!("vcpu{id}"))
-        .spawn(move || run(vcpu, &buses, &power))
+        .spawn(move || {
+            let run = std::panic::AssertUnwindSafe(|| run(vcpu, &buses, &power));
+            if std::panic::catch_unwind(run).is_err() {
+                // Without this the machine would wait forever for an exit reason.
+                power.request_exit(vcpu_error(id, "the vCPU thread panicked".into()));
+            }
+        })
         .map_err(|source| VcpuError::Thread { id, source })?;
     Ok(VcpuHandle { id, thread })
 }
