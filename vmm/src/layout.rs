@@ -98,15 +98,20 @@ pub const PCI_CONFIG_IO_PORT: u16 = 0xcf8;
 pub const PCI_CONFIG_IO_SIZE: u16 = 8;
 /// ACPI PM1a event block (status, enable).
 pub const ACPI_PM1A_EVT_PORT: u16 = 0x600;
-/// Length of the PM1a event block (FADT `PM1_EVT_LEN`): a 16-bit status and a 16-bit enable
-/// register.
-pub const ACPI_PM1_EVT_LEN: u8 = 4;
 /// ACPI PM1a control block; writing SLP_EN with SLP_TYP 5 powers the machine off.
 pub const ACPI_PM1A_CNT_PORT: u16 = 0x604;
-/// Length of the PM1a control block (FADT `PM1_CNT_LEN`).
+/// Length in bytes of the PM1a event block (16-bit status, 16-bit enable).
+pub const ACPI_PM1_EVT_LEN: u8 = 4;
+/// Length in bytes of the PM1a control block (one 16-bit register).
 pub const ACPI_PM1_CNT_LEN: u8 = 2;
-/// The SLP_TYP value of the S5 (soft off) state: the DSDT's `\_S5` package must carry it.
-pub const ACPI_S5_SLP_TYP: u16 = 5;
+/// The sleep type of \_S5 (soft off) that the power-off device accepts in PM1a_CNT.SLP_TYP.
+pub const ACPI_SLP_TYP_S5: u16 = 5;
+/// Bit position of SLP_TYP in PM1a_CNT.
+pub const ACPI_PM1_CNT_SLP_TYP_SHIFT: u16 = 10;
+/// PM1a_CNT.SLP_EN: writing it with a sleep type enters that sleep state.
+pub const ACPI_PM1_CNT_SLP_EN: u16 = 1 << 13;
+/// The ACPI system control interrupt (ISA IRQ 9, level triggered, active low).
+pub const ACPI_SCI_IRQ: u32 = 9;
 /// I/O window for PCI I/O BARs.
 pub const PIO_WINDOW_START: u16 = 0xc000;
 /// Size of the PCI I/O window.

@@ -1,12 +1,14 @@
 //! MSI delivery from an interrupt group's eventfd to a vCPU through a KVM GSI route and irqfd,
-//! and the pending-while-masked behaviour of a vector.
+//! the pending-while-masked behaviour of a vector, and a level-triggered INTx line with its
+//! resample eventfd.
 
 mod common;
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use common::{ENTRY, load, machine, wait_for_exit, wait_for_serial};
-use devices::interrupt::{InterruptSourceGroup, MsiMessage};
+use common::{ENTRY, SAFETY_LIMIT, load, machine, wait_for_exit, wait_for_serial};
+use devices::interrupt::{InterruptSourceGroup, LegacyIrq, MsiMessage};
 use vm_memory::{Bytes, GuestAddress};
 use vmm::boot_entry::BootProtocol;
 use vmm::machine::Machine;
@@ -19,48 +21,57 @@ const PROBE_VECTOR: u8 = 0x40;
 /// The vector whose handler prints "I" and powers off. Higher priority class than the probe, so
 /// if both were pending at once this one would run first.
 const TARGET_VECTOR: u8 = 0x50;
-const PROBE_HANDLER: u64 = ENTRY + 0x1d;
-const TARGET_HANDLER: u64 = ENTRY + 0x35;
+const PROBE_HANDLER: u64 = ENTRY + 0x3c;
+const TARGET_HANDLER: u64 = ENTRY + 0x54;
+/// The I/O APIC input the program routes to the probe vector, level triggered.
+const INTX_GSI: u32 = 16;
 
-/// Long-mode program for the interrupt tests (loaded at 0x100000; the test writes the IDT).
+/// Long-mode program for the interrupt tests (loaded at 0x100000; the test writes the IDT). It
+/// also routes I/O APIC input 16 to the probe vector, level triggered, for the INTx test.
 ///
 /// ```text
 /// 100000: b8 f0 00 e0 fe         mov eax, 0xfee000f0       ; LAPIC spurious vector register
 /// 100005: c7 00 ff 01 00 00      mov dword [rax], 0x1ff    ; software-enable the LAPIC
-/// 10000b: 0f 01 1d 35 00 00 00   lidt [rip + idtr]         ; 0x100047
-/// 100012: b0 52                  mov al, 'R'               ; ready: interrupts can arrive
-/// 100014: 66 ba f8 03            mov dx, 0x3f8
-/// 100018: ee                     out dx, al
-/// 100019: fb                     sti
-/// 10001a: f4                     idle: hlt
-/// 10001b: eb fd                  jmp idle
-/// 10001d: 50                     probe: push rax
-/// 10001e: 52                     push rdx
-/// 10001f: b0 50                  mov al, 'P'
-/// 100021: 66 ba f8 03            mov dx, 0x3f8
-/// 100025: ee                     out dx, al
-/// 100026: b8 b0 00 e0 fe         mov eax, 0xfee000b0       ; LAPIC EOI register
-/// 10002b: c7 00 00 00 00 00      mov dword [rax], 0
-/// 100031: 5a                     pop rdx
-/// 100032: 58                     pop rax
-/// 100033: 48 cf                  iretq
-/// 100035: b0 49                  target: mov al, 'I'
-/// 100037: 66 ba f8 03            mov dx, 0x3f8
-/// 10003b: ee                     out dx, al
-/// 10003c: 66 ba 04 06            mov dx, 0x604             ; PM1a_CNT
-/// 100040: 66 b8 00 34            mov ax, 0x3400            ; SLP_EN | SLP_TYP=5
-/// 100044: 66 ef                  out dx, ax
-/// 100046: f4                     hlt
-/// 100047: ff 0f                  idtr: limit 0xfff
-/// 100049: 00 30 00 00 00 00 00 00      base 0x3000
+/// 10000b: b8 00 00 c0 fe         mov eax, 0xfec00000       ; I/O APIC IOREGSEL
+/// 100010: c7 00 31 00 00 00      mov dword [rax], 0x31     ; redirection entry 16, high half
+/// 100016: c7 40 10 00 00 00 00   mov dword [rax+0x10], 0   ; destination APIC id 0
+/// 10001d: c7 00 30 00 00 00      mov dword [rax], 0x30     ; redirection entry 16, low half
+/// 100023: c7 40 10 40 80 00 00   mov dword [rax+0x10], 0x8040 ; vector 0x40, level, unmasked
+/// 10002a: 0f 01 1d 35 00 00 00   lidt [rip + idtr]         ; 0x100066
+/// 100031: b0 52                  mov al, 'R'               ; ready: interrupts can arrive
+/// 100033: 66 ba f8 03            mov dx, 0x3f8
+/// 100037: ee                     out dx, al
+/// 100038: fb                     sti
+/// 100039: f4                     idle: hlt
+/// 10003a: eb fd                  jmp idle
+/// 10003c: 50                     probe: push rax
+/// 10003d: 52                     push rdx
+/// 10003e: b0 50                  mov al, 'P'
+/// 100040: 66 ba f8 03            mov dx, 0x3f8
+/// 100044: ee                     out dx, al
+/// 100045: b8 b0 00 e0 fe         mov eax, 0xfee000b0       ; LAPIC EOI register
+/// 10004a: c7 00 00 00 00 00      mov dword [rax], 0
+/// 100050: 5a                     pop rdx
+/// 100051: 58                     pop rax
+/// 100052: 48 cf                  iretq
+/// 100054: b0 49                  target: mov al, 'I'
+/// 100056: 66 ba f8 03            mov dx, 0x3f8
+/// 10005a: ee                     out dx, al
+/// 10005b: 66 ba 04 06            mov dx, 0x604             ; PM1a_CNT
+/// 10005f: 66 b8 00 34            mov ax, 0x3400            ; SLP_EN | SLP_TYP=5
+/// 100063: 66 ef                  out dx, ax
+/// 100065: f4                     hlt
+/// 100066: ff 0f                  idtr: limit 0xfff
+/// 100068: 00 30 00 00 00 00 00 00      base 0x3000
 /// ```
 const PROGRAM: &[u8] = &[
-    0xb8, 0xf0, 0x00, 0xe0, 0xfe, 0xc7, 0x00, 0xff, 0x01, 0x00, 0x00, 0x0f, 0x01, 0x1d, 0x35, 0x00,
-    0x00, 0x00, 0xb0, 0x52, 0x66, 0xba, 0xf8, 0x03, 0xee, 0xfb, 0xf4, 0xeb, 0xfd, 0x50, 0x52, 0xb0,
-    0x50, 0x66, 0xba, 0xf8, 0x03, 0xee, 0xb8, 0xb0, 0x00, 0xe0, 0xfe, 0xc7, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x5a, 0x58, 0x48, 0xcf, 0xb0, 0x49, 0x66, 0xba, 0xf8, 0x03, 0xee, 0x66, 0xba, 0x04, 0x06,
-    0x66, 0xb8, 0x00, 0x34, 0x66, 0xef, 0xf4, 0xff, 0x0f, 0x00, 0x30, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0x00,
+    0xb8, 0xf0, 0x00, 0xe0, 0xfe, 0xc7, 0x00, 0xff, 0x01, 0x00, 0x00, 0xb8, 0x00, 0x00, 0xc0, 0xfe,
+    0xc7, 0x00, 0x31, 0x00, 0x00, 0x00, 0xc7, 0x40, 0x10, 0x00, 0x00, 0x00, 0x00, 0xc7, 0x00, 0x30,
+    0x00, 0x00, 0x00, 0xc7, 0x40, 0x10, 0x40, 0x80, 0x00, 0x00, 0x0f, 0x01, 0x1d, 0x35, 0x00, 0x00,
+    0x00, 0xb0, 0x52, 0x66, 0xba, 0xf8, 0x03, 0xee, 0xfb, 0xf4, 0xeb, 0xfd, 0x50, 0x52, 0xb0, 0x50,
+    0x66, 0xba, 0xf8, 0x03, 0xee, 0xb8, 0xb0, 0x00, 0xe0, 0xfe, 0xc7, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x5a, 0x58, 0x48, 0xcf, 0xb0, 0x49, 0x66, 0xba, 0xf8, 0x03, 0xee, 0x66, 0xba, 0x04, 0x06, 0x66,
+    0xb8, 0x00, 0x34, 0x66, 0xef, 0xf4, 0xff, 0x0f, 0x00, 0x30, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
 ];
 
 /// A 64-bit interrupt gate to `handler` in the boot GDT's code segment (selector 8).
@@ -154,4 +165,53 @@ fn rerouted_vector_is_delivered_to_its_new_message() {
     group.trigger(0).unwrap();
     assert_eq!(wait_for_exit(&mut m, &serial), ExitReason::PowerOff);
     assert_eq!(serial.text(), "RPI");
+}
+
+/// Waits for the guest's end of interrupt to signal the line's resample eventfd.
+fn wait_for_resample(line: &dyn LegacyIrq) {
+    let deadline = Instant::now() + SAFETY_LIMIT;
+    loop {
+        match line.resample_notifier().read() {
+            Ok(n) => {
+                assert_eq!(n, 1);
+                return;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no resample within {SAFETY_LIMIT:?}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => panic!("reading the resample eventfd: {e}"),
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(not(host_has_kvm), ignore = "needs /dev/kvm")]
+fn intx_line_reaches_the_guest_and_resamples_on_its_eoi() {
+    let (mut m, serial) = machine();
+    load_program(&mut m);
+    let line = m
+        .core()
+        .interrupt_manager()
+        .create_legacy_irq(INTX_GSI)
+        .unwrap();
+    m.start().unwrap();
+    wait_for_serial(&m, &serial, "R");
+    line.trigger().unwrap();
+    wait_for_serial(&m, &serial, "RP");
+    // The handler's EOI reaches the I/O APIC (level triggered): KVM lowers the line and signals
+    // the resample eventfd, so the source can raise it again.
+    wait_for_resample(line.as_ref());
+    line.notifier().write(1).unwrap();
+    wait_for_serial(&m, &serial, "RPP");
+    wait_for_resample(line.as_ref());
+    assert_eq!(
+        m.stop(),
+        None,
+        "the guest is still idling, nothing stopped it"
+    );
+    assert_eq!(serial.text(), "RPP");
 }

@@ -1,10 +1,10 @@
-//! The GSI routing table the VMM keeps and commits to KVM as a whole, and the allocator of the
-//! GSIs MSI vectors use.
+//! The GSI routing table the VMM keeps and commits to KVM as a whole, and the pool of GSIs MSI
+//! vectors use (a `resources::IdPool`).
 //!
 //! `KVM_SET_GSI_ROUTING` replaces the entire table, including the default routes of the in-kernel
 //! PIC and I/O APIC, so the VMM must own the full table and re-send it on every change.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use devices::interrupt::{InterruptError, MsiMessage};
 use kvm_bindings::{
@@ -13,7 +13,16 @@ use kvm_bindings::{
     kvm_irq_routing_msi,
 };
 
+use resources::{IdKind, IdPool};
+
 use crate::layout::{IOAPIC_PINS, MSI_GSI_START};
+
+/// The PIT's GSI, and the I/O APIC input it is wired to on a PC (the MADT says so with an
+/// interrupt source override).
+const PIT_GSI: u32 = 0;
+const PIT_IOAPIC_PIN: u32 = 2;
+/// The slave PIC's cascade into master input 2: not an interrupt source of its own.
+const PIC_CASCADE_GSI: u32 = 2;
 
 /// KVM's limit on routing entries, and so on GSI numbers (`KVM_MAX_IRQ_ROUTES`).
 const MAX_ROUTES: u32 = kvm_bindings::KVM_MAX_IRQ_ROUTES as u32;
@@ -32,13 +41,11 @@ pub enum Route {
     Msi(MsiMessage),
 }
 
-/// The routing table and the MSI GSI allocator.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The routing table and the MSI GSI pool.
+#[derive(Debug, Clone)]
 pub struct GsiRoutes {
     routes: BTreeMap<u32, Vec<Route>>,
-    free_msi: BTreeSet<u32>,
-    next_msi: u32,
-    msi_end: u32,
+    msi_gsis: IdPool,
 }
 
 impl Default for GsiRoutes {
@@ -48,16 +55,19 @@ impl Default for GsiRoutes {
 }
 
 impl GsiRoutes {
-    /// A table with KVM's default routes: GSIs 0-15 to both PICs and the I/O APIC, 16-23 to the
-    /// I/O APIC only; MSI GSIs from [`MSI_GSI_START`] up to KVM's limit.
+    /// A table with the PC's ISA wiring (as QEMU sets it up for KVM): GSIs 0-15 to both PICs
+    /// and the I/O APIC, except that GSI 0 (the PIT) reaches I/O APIC input 2, matching the
+    /// MADT's interrupt source override, and GSI 2 (the PIC cascade) has no route; GSIs 16-23
+    /// go to the I/O APIC only. MSI GSIs run from [`MSI_GSI_START`] up to KVM's limit.
     pub fn new() -> Self {
         Self::with_msi_limit(MAX_ROUTES)
     }
 
-    /// Like [`new`](Self::new), with MSI GSIs ending (exclusive) at `msi_end`.
+    /// Like [`new`](Self::new), with MSI GSIs ending (exclusive) at `msi_end` (at most KVM's
+    /// limit, at least one GSI).
     pub fn with_msi_limit(msi_end: u32) -> Self {
         let mut routes = BTreeMap::new();
-        for gsi in 0..IOAPIC_PINS {
+        for gsi in (0..IOAPIC_PINS).filter(|&gsi| gsi != PIC_CASCADE_GSI) {
             let mut r = Vec::with_capacity(2);
             match gsi {
                 0..8 => r.push(Route::Irqchip {
@@ -72,44 +82,43 @@ impl GsiRoutes {
             }
             r.push(Route::Irqchip {
                 chip: KVM_IRQCHIP_IOAPIC,
-                pin: gsi,
+                pin: if gsi == PIT_GSI { PIT_IOAPIC_PIN } else { gsi },
             });
             routes.insert(gsi, r);
         }
+        let last = msi_end.clamp(MSI_GSI_START + 1, MAX_ROUTES) - 1;
         Self {
             routes,
-            free_msi: BTreeSet::new(),
-            next_msi: MSI_GSI_START,
-            msi_end: msi_end.min(MAX_ROUTES),
+            msi_gsis: IdPool::new(IdKind::Gsi, MSI_GSI_START, last)
+                .expect("MSI GSI range is non-empty by construction"),
         }
     }
 
     /// Reserves `count` GSIs for MSI vectors, all or none. They have no route until
     /// [`set_msi`](Self::set_msi).
     pub fn allocate_msi(&mut self, count: u32) -> Result<Vec<u32>, InterruptError> {
-        let available = self.free_msi.len() as u64 + u64::from(self.msi_end - self.next_msi);
-        if u64::from(count) > available {
-            return Err(InterruptError::Exhausted { count });
-        }
         let mut gsis = Vec::with_capacity(count as usize);
-        while gsis.len() < count as usize {
-            match self.free_msi.pop_first() {
-                Some(gsi) => gsis.push(gsi),
-                None => {
-                    gsis.push(self.next_msi);
-                    self.next_msi += 1;
+        for _ in 0..count {
+            match self.msi_gsis.alloc() {
+                Ok(gsi) => gsis.push(gsi),
+                Err(_) => {
+                    for gsi in gsis {
+                        // Just allocated above, so freeing cannot fail.
+                        let _ = self.msi_gsis.free(gsi);
+                    }
+                    return Err(InterruptError::Exhausted { count });
                 }
             }
         }
         Ok(gsis)
     }
 
-    /// Returns MSI GSIs to the allocator and drops their routes.
+    /// Returns MSI GSIs to the pool and drops their routes. GSIs that are not allocated MSI GSIs
+    /// (I/O APIC inputs, unknown numbers) are left alone.
     pub fn release_msi(&mut self, gsis: &[u32]) {
         for &gsi in gsis {
-            if (MSI_GSI_START..self.next_msi).contains(&gsi) {
+            if self.msi_gsis.free(gsi).is_ok() {
                 self.routes.remove(&gsi);
-                self.free_msi.insert(gsi);
             }
         }
     }
@@ -177,7 +186,7 @@ mod tests {
     }
 
     #[test]
-    fn default_table_routes_isa_gsis_to_pic_and_ioapic() {
+    fn default_table_wires_isa_gsis_like_a_pc() {
         let t = GsiRoutes::new();
         assert_eq!(
             t.routes(9),
@@ -199,8 +208,23 @@ mod tests {
                 pin: 20
             }]
         );
-        // 16 PIC entries plus 24 I/O APIC entries.
-        assert_eq!(t.to_kvm().as_slice().len(), 40);
+        // The PIT on GSI 0 reaches I/O APIC input 2; the cascade GSI has no route.
+        assert_eq!(
+            t.routes(0),
+            &[
+                Route::Irqchip {
+                    chip: KVM_IRQCHIP_PIC_MASTER,
+                    pin: 0
+                },
+                Route::Irqchip {
+                    chip: KVM_IRQCHIP_IOAPIC,
+                    pin: 2
+                }
+            ]
+        );
+        assert!(t.routes(2).is_empty());
+        // 15 PIC entries plus 23 I/O APIC entries.
+        assert_eq!(t.to_kvm().as_slice().len(), 38);
     }
 
     #[test]
@@ -254,7 +278,7 @@ mod tests {
         t.set_msi(gsi, msg(0x30));
         t.release_msi(&[gsi]);
         assert!(t.routes(gsi).is_empty());
-        assert_eq!(t.to_kvm().as_slice().len(), 40);
+        assert_eq!(t.to_kvm().as_slice().len(), 38);
     }
 
     #[test]
