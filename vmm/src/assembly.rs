@@ -3,8 +3,8 @@
 //! devices on the buses.
 //!
 //! Device wiring lives here only, reaching the hypervisor through the [`Hypervisor`] trait, so
-//! what the harness tests is what the KVM machine runs. The PCI host bridge and passthrough
-//! devices are wired in [`MachineCore::assemble`] next to the platform devices.
+//! what the harness tests is what the KVM machine runs. PCI devices (the passthrough device) are
+//! added to [`MachineCore::pci`] after the platform devices and the host bridge.
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use crate::buses::Buses;
 use crate::event_loop::EventLoop;
 use crate::hypervisor::Hypervisor;
 use crate::memory::GuestRam;
+use crate::pci::{PciError, PciRoot};
 use crate::platform::{Platform, PlatformError, SerialSink};
 use crate::power::PowerControl;
 
@@ -30,6 +31,9 @@ pub enum AssemblyError {
     /// The platform devices could not be wired.
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    /// The PCI host bridge or a PCI device could not be wired.
+    #[error(transparent)]
+    Pci(#[from] PciError),
 }
 
 /// A machine's devices and the state they share, without vCPUs.
@@ -39,6 +43,7 @@ pub enum AssemblyError {
 #[derive(Debug)]
 pub struct MachineCore {
     event_loop: EventLoop,
+    pci: PciRoot,
     platform: Platform,
     buses: Buses,
     power: Arc<PowerControl>,
@@ -58,8 +63,10 @@ impl MachineCore {
         let buses = Buses::new();
         let power = Arc::new(PowerControl::new());
         let platform = Platform::attach(&buses, hypervisor.as_ref(), &config.serial, &power)?;
+        let pci = PciRoot::attach(&buses)?;
         Ok(Self {
             event_loop,
+            pci,
             platform,
             buses,
             power,
@@ -101,5 +108,10 @@ impl MachineCore {
     /// The platform devices.
     pub fn platform(&self) -> &Platform {
         &self.platform
+    }
+
+    /// PCI segment 0: bus 0, its config access, and BAR placement for added devices.
+    pub fn pci(&self) -> &PciRoot {
+        &self.pci
     }
 }

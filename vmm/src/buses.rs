@@ -49,6 +49,38 @@ impl IoBus {
             .relocate(old_base, new_base)
     }
 
+    /// Removes the range starting at `base` only if it routes to `device`: a range that failed
+    /// to go on the bus (it overlapped another) must not take the other device's range with it.
+    pub fn remove_owned(&self, base: u64, device: &SharedBusDevice) -> Result<(), BusError> {
+        let mut bus = self.bus.write().unwrap_or_else(|e| e.into_inner());
+        Self::check_owner(&bus, base, device)?;
+        bus.remove(base)
+    }
+
+    /// Moves the range starting at `old_base` to `new_base` only if it routes to `device`.
+    pub fn relocate_owned(
+        &self,
+        old_base: u64,
+        new_base: u64,
+        device: &SharedBusDevice,
+    ) -> Result<(), BusError> {
+        let mut bus = self.bus.write().unwrap_or_else(|e| e.into_inner());
+        Self::check_owner(&bus, old_base, device)?;
+        bus.relocate(old_base, new_base)
+    }
+
+    fn check_owner(bus: &Bus, base: u64, device: &SharedBusDevice) -> Result<(), BusError> {
+        match bus.resolve(base) {
+            Some((found, found_base, _))
+                if found_base == base
+                    && std::ptr::addr_eq(Arc::as_ptr(&found), Arc::as_ptr(device)) =>
+            {
+                Ok(())
+            }
+            _ => Err(BusError::NotFound { base }),
+        }
+    }
+
     fn resolve(&self, addr: u64) -> Option<(SharedBusDevice, u64, u64)> {
         self.bus
             .read()
@@ -141,6 +173,27 @@ mod tests {
                 .relocate(base, new_base)
                 .unwrap();
         }
+    }
+
+    #[test]
+    fn owned_removal_leaves_another_devices_range_alone() {
+        let bus = IoBus::new("mmio");
+        let a: SharedBusDevice = Arc::new(Mutex::new(SelfMoving { bus: Weak::new() }));
+        let b: SharedBusDevice = Arc::new(Mutex::new(SelfMoving { bus: Weak::new() }));
+        bus.insert(&a, 0x1000, 0x100).unwrap();
+        assert_eq!(
+            bus.remove_owned(0x1000, &b),
+            Err(BusError::NotFound { base: 0x1000 })
+        );
+        assert_eq!(
+            bus.relocate_owned(0x1000, 0x2000, &b),
+            Err(BusError::NotFound { base: 0x1000 })
+        );
+        let mut byte = [0u8];
+        assert!(bus.read(0x1001, &mut byte));
+        bus.relocate_owned(0x1000, 0x2000, &a).unwrap();
+        bus.remove_owned(0x2000, &a).unwrap();
+        assert!(!bus.read(0x2001, &mut byte));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod layout;
 pub mod machine;
 pub mod memory;
 pub mod memory_slots;
+pub mod pci;
 pub mod platform;
 pub mod power;
 pub mod vcpu;
