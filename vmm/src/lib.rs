@@ -3,11 +3,14 @@
 pub mod assembly;
 pub mod boot_entry;
 pub mod buses;
+pub mod cli;
 pub mod event_loop;
 pub mod harness;
 pub mod hypervisor;
 pub mod interrupts;
+pub mod kernel_image;
 pub mod kvm;
+pub mod launch;
 pub mod layout;
 pub mod machine;
 pub mod memory;

@@ -20,7 +20,11 @@ use crate::layout::{MAX_RAM_SIZE, MEM_32BIT_GAP_START, MIN_RAM_SIZE, PAGE_SIZE, 
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
     /// The size is below the machine minimum.
-    #[error("guest memory size {size:#x} is too small: the machine needs at least {min:#x} bytes")]
+    #[error(
+        "guest memory size {} is too small: the machine needs at least {}",
+        Bytes(*size),
+        Bytes(*min)
+    )]
     TooSmall {
         /// The size asked for.
         size: u64,
@@ -29,8 +33,10 @@ pub enum MemoryError {
     },
     /// The size does not fit the guest physical layout.
     #[error(
-        "guest memory size {size:#x} is too large: the layout holds at most {max:#x} bytes \
-         (RAM must end below the 64-bit PCI window)"
+        "guest memory size {} is too large: the layout holds at most {} (RAM must end below \
+         the 64-bit PCI window)",
+        Bytes(*size),
+        Bytes(*max)
     )]
     TooLarge {
         /// The size asked for.
@@ -39,7 +45,11 @@ pub enum MemoryError {
         max: u64,
     },
     /// The size is not a whole number of pages.
-    #[error("guest memory size {size:#x} is not a multiple of the {page:#x}-byte page size")]
+    #[error(
+        "guest memory size {} is not a multiple of the {}-byte page size",
+        Bytes(*size),
+        page
+    )]
     NotPageAligned {
         /// The size asked for.
         size: u64,
@@ -47,7 +57,7 @@ pub enum MemoryError {
         page: u64,
     },
     /// The memfd could not be created, sized or sealed.
-    #[error("failed to {op} the guest memory memfd of {size:#x} bytes")]
+    #[error("failed to {op} the guest memory memfd of {}", Bytes(*size))]
     Memfd {
         /// What was being done.
         op: &'static str,
@@ -58,7 +68,7 @@ pub enum MemoryError {
         source: io::Error,
     },
     /// Mapping the memfd into the VMM failed.
-    #[error("failed to map {size:#x} bytes of guest memory into the VMM")]
+    #[error("failed to map {} of guest memory into the VMM", Bytes(*size))]
     Map {
         /// The RAM size.
         size: u64,
@@ -66,6 +76,22 @@ pub enum MemoryError {
         #[source]
         source: FromRangesError,
     },
+}
+
+/// A byte count as a user writes it: "512 MiB", "3 GiB", "4097 bytes".
+struct Bytes(u64);
+
+impl std::fmt::Display for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const UNITS: [(u32, &str); 4] = [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")];
+        for (shift, unit) in UNITS {
+            let n = self.0 >> shift;
+            if n > 0 && self.0 == n << shift {
+                return write!(f, "{n} {unit}");
+            }
+        }
+        write!(f, "{} bytes", self.0)
+    }
 }
 
 /// One contiguous range of guest RAM, as the passthrough code maps it into a device IOAS
@@ -292,12 +318,21 @@ mod tests {
     }
 
     #[test]
+    fn sizes_read_in_the_largest_exact_unit() {
+        assert_eq!(Bytes(512 * MIB).to_string(), "512 MiB");
+        assert_eq!(Bytes(3 * GIB).to_string(), "3 GiB");
+        assert_eq!(Bytes(GIB + 4096).to_string(), "1048580 KiB");
+        assert_eq!(Bytes(4097).to_string(), "4097 bytes");
+        assert_eq!(Bytes(0).to_string(), "0 bytes");
+    }
+
+    #[test]
     fn error_messages_name_the_size_and_limit() {
-        let err = GuestRam::layout(MAX_RAM_SIZE + PAGE_SIZE).unwrap_err();
+        let err = GuestRam::layout(MAX_RAM_SIZE + GIB).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "guest memory size 0xfc0001000 is too large: the layout holds at most 0xfc0000000 \
-             bytes (RAM must end below the 64-bit PCI window)"
+            "guest memory size 64 GiB is too large: the layout holds at most 63 GiB (RAM must \
+             end below the 64-bit PCI window)"
         );
     }
 }

@@ -156,3 +156,53 @@ pub fn pvh_hello() -> Vec<u8> {
     ];
     [code, b"pvh: hello\n", b"bad entry state\n"].concat()
 }
+
+/// A minimal x86-64 ELF executable: `code` in one PT_LOAD segment at physical address `load`,
+/// entry `load`, and, with `pvh`, a PT_NOTE with the Xen PVH entry note pointing at `load`.
+pub fn elf_image(code: &[u8], load: u64, pvh: bool) -> Vec<u8> {
+    const EHDR: usize = 64;
+    const PHDR: usize = 56;
+    const NOTE_OFFSET: usize = 0x100;
+    const CODE_OFFSET: usize = 0x1000;
+    let phnum: u16 = if pvh { 2 } else { 1 };
+    let mut elf = vec![0u8; CODE_OFFSET];
+    // e_ident: magic, 64-bit, little endian, version 1.
+    elf[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    let put = |elf: &mut Vec<u8>, at: usize, bytes: &[u8]| {
+        elf[at..at + bytes.len()].copy_from_slice(bytes)
+    };
+    put(&mut elf, 16, &2u16.to_le_bytes()); // e_type: EXEC
+    put(&mut elf, 18, &62u16.to_le_bytes()); // e_machine: x86-64
+    put(&mut elf, 20, &1u32.to_le_bytes()); // e_version
+    put(&mut elf, 24, &load.to_le_bytes()); // e_entry
+    put(&mut elf, 32, &(EHDR as u64).to_le_bytes()); // e_phoff
+    put(&mut elf, 52, &(EHDR as u16).to_le_bytes()); // e_ehsize
+    put(&mut elf, 54, &(PHDR as u16).to_le_bytes()); // e_phentsize
+    put(&mut elf, 56, &phnum.to_le_bytes()); // e_phnum
+    let phdr = |p_type: u32, offset: usize, addr: u64, size: usize| {
+        let mut h = Vec::with_capacity(PHDR);
+        h.extend_from_slice(&p_type.to_le_bytes());
+        h.extend_from_slice(&5u32.to_le_bytes()); // R | X
+        h.extend_from_slice(&(offset as u64).to_le_bytes());
+        h.extend_from_slice(&addr.to_le_bytes()); // p_vaddr
+        h.extend_from_slice(&addr.to_le_bytes()); // p_paddr
+        h.extend_from_slice(&(size as u64).to_le_bytes()); // p_filesz
+        h.extend_from_slice(&(size as u64).to_le_bytes()); // p_memsz
+        h.extend_from_slice(&0x1000u64.to_le_bytes()); // p_align
+        h
+    };
+    put(&mut elf, EHDR, &phdr(1, CODE_OFFSET, load, code.len()));
+    if pvh {
+        // Note: namesz 4, descsz 4, type 18 (XEN_ELFNOTE_PHYS32_ENTRY), "Xen\0", entry.
+        let mut note = Vec::new();
+        for v in [4u32, 4, 18] {
+            note.extend_from_slice(&v.to_le_bytes());
+        }
+        note.extend_from_slice(b"Xen\0");
+        note.extend_from_slice(&(load as u32).to_le_bytes());
+        put(&mut elf, EHDR + PHDR, &phdr(4, NOTE_OFFSET, 0, note.len()));
+        put(&mut elf, NOTE_OFFSET, &note);
+    }
+    elf.extend_from_slice(code);
+    elf
+}
