@@ -86,7 +86,12 @@ impl GsiRoutes {
             });
             routes.insert(gsi, r);
         }
-        let last = msi_end.clamp(MSI_GSI_START + 1, MAX_ROUTES) - 1;
+        // KVM takes at most KVM_MAX_IRQ_ROUTES entries in all: with one entry per MSI GSI, the
+        // MSI GSIs must leave room for the interrupt controllers' entries.
+        let irqchip_entries: usize = routes.values().map(Vec::len).sum();
+        let entries_left = MAX_ROUTES - irqchip_entries as u32;
+        let end = msi_end.min(MSI_GSI_START + entries_left);
+        let last = end.max(MSI_GSI_START + 1) - 1;
         Self {
             routes,
             msi_gsis: IdPool::new(IdKind::Gsi, MSI_GSI_START, last)
@@ -269,6 +274,20 @@ mod tests {
             (msi.address_lo, msi.address_hi, msi.data),
             (0xfee0_2000, 1, 0x4041)
         );
+    }
+
+    #[test]
+    fn every_msi_gsi_routed_still_fits_one_kvm_table() {
+        let mut t = GsiRoutes::new();
+        let mut gsis = Vec::new();
+        while let Ok(mut more) = t.allocate_msi(1) {
+            gsis.append(&mut more);
+        }
+        for &gsi in &gsis {
+            t.set_msi(gsi, msg(0x30));
+        }
+        assert!(gsis.iter().all(|&g| g < MAX_ROUTES));
+        assert_eq!(t.to_kvm().as_slice().len(), MAX_ROUTES as usize);
     }
 
     #[test]
