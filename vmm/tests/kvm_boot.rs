@@ -67,3 +67,28 @@ fn second_vcpu_waits_for_sipi_and_does_not_block_power_off() {
     assert_eq!(run_to_exit(&mut m, &serial), ExitReason::PowerOff);
     assert_eq!(serial.text(), "long mode: hello\n");
 }
+
+#[test]
+#[cfg_attr(not(host_has_kvm), ignore = "needs /dev/kvm")]
+fn instruction_kvm_cannot_emulate_is_reported_with_its_rip() {
+    let (mut m, serial) = machine();
+    // shlx eax, ebx, ecx (c4 e2 71 f7 c3), then power off (66 ba 04 06; 66 b8 00 34; 66 ef).
+    let code = [
+        0xc4, 0xe2, 0x71, 0xf7, 0xc3, 0x66, 0xba, 0x04, 0x06, 0x66, 0xb8, 0x00, 0x34, 0x66, 0xef,
+    ];
+    load(&mut m, &code, BootProtocol::Linux64);
+    match run_to_exit(&mut m, &serial) {
+        // A host whose KVM emulates every instruction cannot emulate SHLX (measured); a host
+        // running guests natively just executes it.
+        ExitReason::PowerOff => {
+            eprintln!("skipped: this host runs SHLX natively, there is no emulation failure to see")
+        }
+        ExitReason::VcpuError { vcpu: 0, message } => assert!(
+            message.starts_with(
+                "KVM emulation failure at RIP 0x100000 (instruction bytes c4 e2 71 f7 c3"
+            ),
+            "{message}"
+        ),
+        other => panic!("unexpected exit: {other:?}"),
+    }
+}
