@@ -58,6 +58,7 @@ pub enum PlatformError {
 #[derive(Debug)]
 pub struct Platform {
     serial: Arc<Mutex<SerialDevice>>,
+    // Held: the buses keep only weak references to their devices.
     _acpi_pm: Arc<Mutex<AcpiPm>>,
     _i8042: Arc<Mutex<I8042>>,
 }
