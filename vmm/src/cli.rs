@@ -25,8 +25,8 @@ Exit status:
 #[derive(Debug, Parser)]
 #[command(name = "vmm", version, about = "Boot a guest under KVM.", after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
-    /// Kernel image to boot (an x86-64 ELF; entered through its PVH note if it has one, else in
-    /// 64-bit mode at its entry point).
+    /// Kernel image to boot: an x86-64 ELF (`vmlinux`, entered through its PVH note if it has
+    /// one, else in 64-bit mode) or a bzImage (64-bit boot protocol).
     #[arg(long, value_name = "PATH")]
     pub kernel: PathBuf,
 

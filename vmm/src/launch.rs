@@ -4,8 +4,9 @@
 use std::fs::File;
 use std::path::PathBuf;
 
+use crate::acpi::{self, AcpiError};
 use crate::assembly::DeviceConfig;
-use crate::kernel_image::{self, KernelImageError};
+use crate::loader::{self, LoaderError};
 use crate::machine::{Machine, MachineConfig, MachineError};
 use crate::platform::SerialSink;
 use crate::power::ExitReason;
@@ -44,9 +45,12 @@ pub enum LaunchError {
     /// The machine could not be built or started.
     #[error(transparent)]
     Machine(#[from] MachineError),
-    /// The kernel could not be loaded.
+    /// The kernel, its command line or initramfs could not be loaded.
     #[error(transparent)]
-    Kernel(#[from] KernelImageError),
+    Kernel(#[from] LoaderError),
+    /// The ACPI tables could not be written.
+    #[error(transparent)]
+    Acpi(#[from] AcpiError),
 }
 
 /// Boots `config` and runs the guest until it stops.
@@ -68,14 +72,14 @@ pub fn launch(config: &VmConfig) -> Result<ExitReason, LaunchError> {
             serial: config.serial.clone(),
         },
     })?;
-    // The load step: one call, to be replaced by the kernel loader's `load_kernel_from_paths`
-    // (and its ACPI tables) when it is merged.
-    let entry = kernel_image::load_kernel_from_paths(
-        machine.core().ram().memory(),
+    let memory = machine.core().ram().memory();
+    let entry = loader::load_kernel_from_paths(
+        memory,
         &config.kernel,
         &config.cmdline,
         config.initramfs.as_deref(),
     )?;
+    acpi::create_acpi_tables(memory, config.vcpus)?;
     Ok(machine.run(entry)?)
 }
 

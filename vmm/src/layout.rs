@@ -16,6 +16,10 @@ pub const BOOT_IDT_START: u64 = 0x520;
 pub const PVH_INFO_START: u64 = 0x6000;
 /// PVH memory map entries, after the start info.
 pub const PVH_MEMMAP_START: u64 = 0x6040;
+/// Most PVH memory map entries that fit between `PVH_MEMMAP_START` and `PVH_MODLIST_START`.
+pub const PVH_MEMMAP_MAX_ENTRIES: usize = 64;
+/// PVH module list (`hvm_modlist_entry`, one for the initramfs), after the memory map.
+pub const PVH_MODLIST_START: u64 = 0x6800;
 /// Linux `boot_params` ("zero page").
 pub const ZERO_PAGE_START: u64 = 0x7000;
 /// Identity page tables for the 64-bit entry: PML4, PDPT, then page directories.
@@ -98,20 +102,15 @@ pub const PCI_CONFIG_IO_PORT: u16 = 0xcf8;
 pub const PCI_CONFIG_IO_SIZE: u16 = 8;
 /// ACPI PM1a event block (status, enable).
 pub const ACPI_PM1A_EVT_PORT: u16 = 0x600;
+/// Length of the PM1a event block (FADT `PM1_EVT_LEN`): a 16-bit status and a 16-bit enable
+/// register.
+pub const ACPI_PM1_EVT_LEN: u8 = 4;
 /// ACPI PM1a control block; writing SLP_EN with SLP_TYP 5 powers the machine off.
 pub const ACPI_PM1A_CNT_PORT: u16 = 0x604;
-/// Length in bytes of the PM1a event block (16-bit status, 16-bit enable).
-pub const ACPI_PM1_EVT_LEN: u8 = 4;
-/// Length in bytes of the PM1a control block (one 16-bit register).
+/// Length of the PM1a control block (FADT `PM1_CNT_LEN`).
 pub const ACPI_PM1_CNT_LEN: u8 = 2;
-/// The sleep type of \_S5 (soft off) that the power-off device accepts in PM1a_CNT.SLP_TYP.
-pub const ACPI_SLP_TYP_S5: u16 = 5;
-/// Bit position of SLP_TYP in PM1a_CNT.
-pub const ACPI_PM1_CNT_SLP_TYP_SHIFT: u16 = 10;
-/// PM1a_CNT.SLP_EN: writing it with a sleep type enters that sleep state.
-pub const ACPI_PM1_CNT_SLP_EN: u16 = 1 << 13;
-/// The ACPI system control interrupt (ISA IRQ 9, level triggered, active low).
-pub const ACPI_SCI_IRQ: u32 = 9;
+/// The SLP_TYP value of the S5 (soft off) state: the DSDT's `\_S5` package must carry it.
+pub const ACPI_S5_SLP_TYP: u16 = 5;
 /// I/O window for PCI I/O BARs.
 pub const PIO_WINDOW_START: u16 = 0xc000;
 /// Size of the PCI I/O window.
@@ -121,5 +120,89 @@ pub const PIO_WINDOW_SIZE: u16 = 0x4000;
 pub const PCI_INTX_GSI_START: u32 = 16;
 /// I/O APIC inputs (GSIs 0..24).
 pub const IOAPIC_PINS: u32 = 24;
+/// The ACPI system control interrupt (ISA IRQ 9, level triggered, active low).
+pub const ACPI_SCI_IRQ: u32 = 9;
+/// Devices on a PCI bus.
+pub const PCI_DEVICES_PER_BUS: u8 = 32;
+/// INTx pins of a PCI function (INTA..INTD).
+pub const PCI_INTX_PINS: u8 = 4;
+
+/// The I/O APIC input (GSI) that INTx `pin` of PCI device `device` on bus 0 is wired to.
+///
+/// `pin` counts from 0 (0 = INTA, as in an ACPI `_PRT`; the config-space Interrupt Pin register
+/// counts from 1). The classic swizzle `(device + pin) mod N` spreads the lines of neighbouring
+/// slots over the `N` inputs from `PCI_INTX_GSI_START` to the last I/O APIC input. The ACPI
+/// `_PRT` and the VMM's INTx wiring both call this, so the guest's view and the machine agree.
+/// Out-of-range inputs wrap (device modulo 32, pin modulo 4) rather than panic.
+pub const fn pci_intx_gsi(device: u8, pin: u8) -> u32 {
+    let lines = IOAPIC_PINS - PCI_INTX_GSI_START;
+    let device = (device % PCI_DEVICES_PER_BUS) as u32;
+    let pin = (pin % PCI_INTX_PINS) as u32;
+    PCI_INTX_GSI_START + (device + pin) % lines
+}
 /// First GSI used for MSI routes (above every I/O APIC input).
 pub const MSI_GSI_START: u32 = 24;
+
+/// The guest RAM regions, `(start, size)`, for `ram_size` bytes of RAM: up to the 32-bit hole
+/// from address 0, the rest from 4 GiB. `ram_size` above `MAX_RAM_SIZE` is cut to it.
+pub fn ram_regions(ram_size: u64) -> Vec<(u64, u64)> {
+    let ram_size = ram_size.min(MAX_RAM_SIZE);
+    let low = ram_size.min(MEM_32BIT_GAP_START);
+    let mut regions = Vec::with_capacity(2);
+    if low > 0 {
+        regions.push((0, low));
+    }
+    if ram_size > low {
+        regions.push((RAM_64BIT_START, ram_size - low));
+    }
+    regions
+}
+
+// The fixed boot structures must not overlap (sizes: hvm_start_info 56 bytes, a PVH memory map
+// entry 24, a module list entry 32, the zero page 4096).
+const _: () = assert!(PVH_INFO_START + 56 <= PVH_MEMMAP_START);
+const _: () = assert!(PVH_MEMMAP_START + 24 * PVH_MEMMAP_MAX_ENTRIES as u64 <= PVH_MODLIST_START);
+const _: () = assert!(PVH_MODLIST_START + 32 <= ZERO_PAGE_START);
+const _: () = assert!(ZERO_PAGE_START + 4096 <= BOOT_STACK_POINTER);
+const _: () = assert!(CMDLINE_START + CMDLINE_MAX_SIZE as u64 <= EBDA_START);
+const _: () = assert!(RSDP_START < ACPI_TABLES_START && ACPI_TABLES_START < BIOS_END);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intx_swizzle_stays_on_ioapic_inputs_above_the_isa_ones() {
+        for device in 0..PCI_DEVICES_PER_BUS {
+            for pin in 0..PCI_INTX_PINS {
+                let gsi = pci_intx_gsi(device, pin);
+                assert!(
+                    (PCI_INTX_GSI_START..IOAPIC_PINS).contains(&gsi),
+                    "{device}/{pin}: {gsi}"
+                );
+            }
+        }
+        // Neighbouring slots put their INTA on different lines, and a slot's pins differ.
+        assert_ne!(pci_intx_gsi(1, 0), pci_intx_gsi(2, 0));
+        assert_ne!(pci_intx_gsi(2, 0), pci_intx_gsi(2, 1));
+        assert_eq!(pci_intx_gsi(0, 0), PCI_INTX_GSI_START);
+    }
+
+    #[test]
+    fn ram_regions_split_around_the_32bit_hole() {
+        assert_eq!(ram_regions(512 << 20), vec![(0, 512 << 20)]);
+        assert_eq!(
+            ram_regions(MEM_32BIT_GAP_START),
+            vec![(0, MEM_32BIT_GAP_START)]
+        );
+        assert_eq!(
+            ram_regions(4 << 30),
+            vec![
+                (0, MEM_32BIT_GAP_START),
+                (RAM_64BIT_START, (4 << 30) - MEM_32BIT_GAP_START)
+            ]
+        );
+        let capped = ram_regions(u64::MAX);
+        assert_eq!(capped[1].0 + capped[1].1, MMIO64_START);
+    }
+}

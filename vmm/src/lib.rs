@@ -1,5 +1,6 @@
 //! The VMM: the only crate that knows every concrete type and wires them together.
 
+pub mod acpi;
 pub mod assembly;
 pub mod boot_entry;
 pub mod buses;
@@ -8,10 +9,10 @@ pub mod event_loop;
 pub mod harness;
 pub mod hypervisor;
 pub mod interrupts;
-pub mod kernel_image;
 pub mod kvm;
 pub mod launch;
 pub mod layout;
+pub mod loader;
 pub mod machine;
 pub mod memory;
 pub mod memory_slots;

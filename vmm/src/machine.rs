@@ -14,8 +14,9 @@ use crate::memory::{GuestRam, MemoryError};
 use crate::power::ExitReason;
 use crate::vcpu::{self, Vcpu, VcpuError, VcpuHandle};
 
-/// The most vCPUs a machine may have: APIC ids are 8 bits in the MADT and 0xff is broadcast.
-pub const MAX_VCPUS: u32 = 254;
+/// The most vCPUs a machine may have: as many as the MADT describes (8-bit APIC ids, 0xff is
+/// broadcast).
+pub const MAX_VCPUS: u32 = crate::acpi::MAX_VCPUS as u32;
 
 /// What machine to build.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use vm_memory::mmap::FromRangesError;
 use vm_memory::{FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-use crate::layout::{MAX_RAM_SIZE, MEM_32BIT_GAP_START, MIN_RAM_SIZE, PAGE_SIZE, RAM_64BIT_START};
+use crate::layout::{MAX_RAM_SIZE, MIN_RAM_SIZE, PAGE_SIZE, ram_regions};
 
 /// An error from building guest RAM.
 #[derive(Debug, thiserror::Error)]
@@ -161,11 +161,16 @@ impl GuestRam {
                 page: PAGE_SIZE,
             });
         }
-        let low = size.min(MEM_32BIT_GAP_START);
-        let mut ranges = vec![(GuestAddress(0), low, 0)];
-        if size > low {
-            ranges.push((GuestAddress(RAM_64BIT_START), size - low, low));
-        }
+        // The memfd holds RAM without the hole: each region starts where the previous ended.
+        let mut offset = 0;
+        let ranges = ram_regions(size)
+            .into_iter()
+            .map(|(start, len)| {
+                let range = (GuestAddress(start), len, offset);
+                offset += len;
+                range
+            })
+            .collect();
         Ok(ranges)
     }
 
@@ -231,6 +236,7 @@ mod tests {
     use vm_memory::Bytes;
 
     use super::*;
+    use crate::layout::{MEM_32BIT_GAP_START, RAM_64BIT_START};
 
     const MIB: u64 = 1 << 20;
     const GIB: u64 = 1 << 30;

@@ -1,7 +1,7 @@
 //! ACPI PM1a event and control blocks (fixed-hardware power management, as the FADT advertises
 //! them at [`ACPI_PM1A_EVT_PORT`] and [`ACPI_PM1A_CNT_PORT`]).
 //!
-//! The guest powers off by writing SLP_TYP = [`ACPI_SLP_TYP_S5`] with SLP_EN set to PM1_CNT.
+//! The guest powers off by writing SLP_TYP = [`ACPI_S5_SLP_TYP`] with SLP_EN set to PM1_CNT.
 //! Other sleep states are not supported and such writes are ignored (the DSDT only declares
 //! `\_S5`).
 
@@ -9,15 +9,14 @@ use std::sync::Arc;
 
 use devices::bus::BusDevice;
 
-use crate::layout::{
-    ACPI_PM1_CNT_SLP_EN as SLP_EN, ACPI_PM1_CNT_SLP_TYP_SHIFT as SLP_TYP_SHIFT, ACPI_PM1A_CNT_PORT,
-    ACPI_PM1A_EVT_PORT, ACPI_SLP_TYP_S5,
-};
+use crate::layout::{ACPI_PM1A_CNT_PORT, ACPI_PM1A_EVT_PORT, ACPI_S5_SLP_TYP};
 use crate::power::{ExitReason, PowerControl};
 
 /// PM1_CNT: SCI_EN (bit 0), SLP_TYP (bits 12:10), SLP_EN (bit 13, write-only).
 const SCI_EN: u16 = 1 << 0;
+const SLP_TYP_SHIFT: u16 = 10;
 const SLP_TYP_MASK: u16 = 0x7 << SLP_TYP_SHIFT;
+const SLP_EN: u16 = 1 << 13;
 
 /// The PM1a register blocks.
 #[derive(Debug)]
@@ -69,7 +68,7 @@ impl AcpiPm {
         let value = u16::from_le_bytes(value);
         if value & SLP_EN != 0 {
             let slp_typ = (value & SLP_TYP_MASK) >> SLP_TYP_SHIFT;
-            if slp_typ == ACPI_SLP_TYP_S5 {
+            if slp_typ == ACPI_S5_SLP_TYP {
                 self.power.request_exit(ExitReason::PowerOff);
             } else {
                 log::warn!("guest asked for unsupported sleep type {slp_typ}; ignored");
@@ -112,7 +111,7 @@ mod tests {
     #[test]
     fn slp_en_with_s5_powers_off() {
         let (mut pm, power) = pm();
-        let value = SLP_EN | (ACPI_SLP_TYP_S5 << SLP_TYP_SHIFT);
+        let value = SLP_EN | (ACPI_S5_SLP_TYP << SLP_TYP_SHIFT);
         pm.write(CNT, 0, &value.to_le_bytes());
         assert_eq!(power.exit_reason(), Some(ExitReason::PowerOff));
     }
@@ -120,7 +119,7 @@ mod tests {
     #[test]
     fn byte_write_of_the_high_half_powers_off_too() {
         let (mut pm, power) = pm();
-        let value = SLP_EN | (ACPI_SLP_TYP_S5 << SLP_TYP_SHIFT);
+        let value = SLP_EN | (ACPI_S5_SLP_TYP << SLP_TYP_SHIFT);
         pm.write(CNT, 1, &[(value >> 8) as u8]);
         assert_eq!(power.exit_reason(), Some(ExitReason::PowerOff));
     }
@@ -129,7 +128,7 @@ mod tests {
     fn other_sleep_types_or_no_slp_en_leave_the_machine_running() {
         let (mut pm, power) = pm();
         pm.write(CNT, 0, &(SLP_EN | (3 << SLP_TYP_SHIFT)).to_le_bytes());
-        pm.write(CNT, 0, &(ACPI_SLP_TYP_S5 << SLP_TYP_SHIFT).to_le_bytes());
+        pm.write(CNT, 0, &(ACPI_S5_SLP_TYP << SLP_TYP_SHIFT).to_le_bytes());
         assert_eq!(power.exit_reason(), None);
     }
 
