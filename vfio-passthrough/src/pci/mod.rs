@@ -25,7 +25,7 @@
 //! - `bars`: mmap areas (MSI-X carved out) and trapped BAR accesses.
 //! - `interrupts` and `intx`: the host side of INTx, MSI and MSI-X, following vfio-pci's rules.
 //! - `subscriber`: the eventfds that need userspace.
-//! - [`test_utils`] (feature `test-utils`): an in-memory VFIO PCI device for tests.
+//! - `test_utils` (feature `test-utils`): an in-memory VFIO PCI device for tests.
 
 mod bars;
 mod capabilities;
