@@ -6,7 +6,7 @@
 # and busybox-static conflicts with busybox.
 
 # What the kernel build and the initramfs need.
-LAB_BUILD_PACKAGES=(flex bison libelf-dev bc cpio gcc make xz-utils binutils)
+LAB_BUILD_PACKAGES=(flex bison libelf-dev bc cpio gcc make xz-utils binutils libc6-dev)
 
 # Packages QEMU's .debs come as; unpacked, never installed.
 LAB_QEMU_DEBS=(qemu-system-x86 qemu-system-common qemu-system-data seabios ipxe-qemu)

@@ -10,7 +10,8 @@ prepare_qemu() {
     marker="$root/.unpacked"
     if [ ! -e "$marker" ]; then
         say "[qemu] unpacking qemu-system-x86 $version and its firmware into $root"
-        rm -rf "$root" "$root.debs"
+        # Other versions are stale (the candidate changed): drop them.
+        rm -rf "$LAB_CACHE_DIR/qemu"
         apt_private_download "$root.debs" "${LAB_QEMU_DEBS[@]}"
         local deb
         for deb in "$root.debs"/*.deb; do
