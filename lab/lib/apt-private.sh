@@ -38,6 +38,18 @@ apt_private_update() {
     done
     echo "$LAB_BACKPORTS_LINE" >"$parts/lab-bookworm-backports.list"
     run_logged "apt-get update (private lists with bookworm-backports)" apt_private update
+    # apt-get update succeeds when an index cannot be fetched, keeping any older copy. That lets
+    # a cached lab run offline; when a package is then missing, its step names this cause.
+    LAB_SOURCES_PROBLEM=""
+    if grep -qE '^(W|E): Failed to fetch' "$LAB_STEP_LOG"; then
+        LAB_SOURCES_PROBLEM="package lists could not be refreshed: $(explain_log "$LAB_STEP_LOG")"
+        say "[sources] warning: $LAB_SOURCES_PROBLEM; using copies from an earlier run if any"
+    fi
+}
+
+# Stops because a package has no candidate in the private view, naming the likely cause.
+die_no_candidate() {
+    die "$1 is in neither the default sources nor bookworm-backports${LAB_SOURCES_PROBLEM:+ ($LAB_SOURCES_PROBLEM)}"
 }
 
 # Downloads the candidate .deb of each package into a directory; prints nothing.

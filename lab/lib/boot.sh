@@ -53,6 +53,8 @@ boot_lab() {
         why="timed out after $LAB_BOOT_TIMEOUT s"
     elif [ "$rc" != 0 ]; then
         why="qemu exited with status $rc: $(tail -n 1 "$LAB_STEP_LOG")"
+    elif grep -q 'lab-init: lab-runner exited' "$console" 2>/dev/null; then
+        why="$(grep -m1 -o 'lab-runner exited with status [0-9]*' "$console") before finishing"
     elif grep -q 'Kernel panic' "$console" 2>/dev/null; then
         why="kernel panic: $(grep -m1 'Kernel panic' "$console" | tr -d '\r')"
     else

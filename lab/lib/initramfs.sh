@@ -5,7 +5,7 @@
 pack_initramfs() {
     local version bb_dir
     version="$(apt_private_policy_candidate busybox-static)"
-    [ -n "$version" ] || die "busybox-static is not in the apt sources"
+    [ -n "$version" ] || die_no_candidate busybox-static
     bb_dir="$LAB_CACHE_DIR/busybox/${version//[:~+]/_}"
     if [ ! -x "$bb_dir/bin/busybox" ]; then
         rm -rf "$LAB_CACHE_DIR/busybox"

@@ -15,8 +15,7 @@ LAB_KERNEL_KEY_OPTIONS=(IOMMUFD IOMMUFD_TEST VFIO_DEVICE_CDEV VFIO_PCI VFIO_MDEV
 ensure_kernel() {
     local version key dir
     version="$(apt_private_policy_candidate "$LAB_KERNEL_PACKAGE")"
-    [ -n "$version" ] ||
-        die "$LAB_KERNEL_PACKAGE is in neither the default sources nor bookworm-backports"
+    [ -n "$version" ] || die_no_candidate "$LAB_KERNEL_PACKAGE"
     key="$( (echo "$version recipe=$LAB_KERNEL_RECIPE"; cat "$LAB_KERNEL_FRAGMENT") |
         sha256sum | cut -c1-16)"
     dir="$LAB_CACHE_DIR/kernel/$key"

@@ -47,7 +47,7 @@ install_host_packages() {
     if [ -z "$(apt_candidate qemu-system-x86)" ]; then
         apt_update_once
         [ -n "$(apt_candidate qemu-system-x86)" ] ||
-            die "qemu-system-x86 is not in the apt sources (apt-cache policy qemu-system-x86)"
+            die "qemu-system-x86 is not in the apt sources: $(explain_log "$LAB_STEP_LOG")"
     fi
     local wanted missing=() pkg
     mapfile -t wanted < <(printf '%s\n' "${LAB_BUILD_PACKAGES[@]}"; qemu_runtime_packages)

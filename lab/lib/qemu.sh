@@ -5,7 +5,7 @@
 prepare_qemu() {
     local version root marker
     version="$(apt_private_policy_candidate qemu-system-x86)"
-    [ -n "$version" ] || die "qemu-system-x86 is not in the apt sources"
+    [ -n "$version" ] || die_no_candidate qemu-system-x86
     root="$LAB_CACHE_DIR/qemu/${version//[:~+]/_}"
     marker="$root/.unpacked"
     if [ ! -e "$marker" ]; then

@@ -14,10 +14,11 @@ use crate::lab::sysfs::{PciFunction, SysRoot};
 
 /// The group's cases for a boot.
 pub fn cases(boot: Boot) -> Vec<Case> {
-    let mut cases = vec![Case::kernel_only(
-        "iommufd-opens",
-        || check(iommufd_opens()),
-    )];
+    let mut cases = vec![
+        Case::kernel_only("iommufd-opens", || check(opens_read_write("/dev/iommu"))),
+        // QEMU runs the lab with `-cpu max` (nested SVM) so our VMM can run KVM guests inside.
+        Case::kernel_only("kvm-opens", || check(opens_read_write("/dev/kvm"))),
+    ];
     match boot {
         Boot::Mock => cases.extend([
             Case::kernel_only("selftest-mock-iommu-registered", || {
@@ -65,8 +66,9 @@ fn char_device(path: &Path) -> Result<(), String> {
     }
 }
 
-fn iommufd_opens() -> Result<(), String> {
-    let path = SysRoot::system().path("/dev/iommu");
+fn opens_read_write(absolute: &str) -> Result<(), String> {
+    let path = SysRoot::system().path(absolute);
+    char_device(&path)?;
     OpenOptions::new()
         .read(true)
         .write(true)
