@@ -13,7 +13,15 @@ LAB_QEMU_DEBS=(qemu-system-x86 qemu-system-common qemu-system-data seabios ipxe-
 
 LAB_APT_UPDATED=0
 
+# Installing and refreshing the system's lists need root: sudo when we are not root.
+require_root_or_sudo() {
+    if [ ${#SUDO[@]} -gt 0 ] && ! command -v sudo >/dev/null; then
+        die "not root and no sudo: cannot install packages ($*)"
+    fi
+}
+
 apt_update_once() {
+    require_root_or_sudo "apt-get update"
     if [ "$LAB_APT_UPDATED" = 0 ]; then
         run_logged "apt-get update" "${SUDO[@]}" apt-get update -q
         LAB_APT_UPDATED=1
@@ -40,9 +48,6 @@ is_installed() {
 
 install_host_packages() {
     command -v apt-get >/dev/null || die "apt-get not found: the lab needs a Debian host"
-    if [ ${#SUDO[@]} -gt 0 ] && ! command -v sudo >/dev/null; then
-        die "not root and no sudo: cannot install packages"
-    fi
     # A fresh machine may have no package lists yet.
     if [ -z "$(apt_candidate qemu-system-x86)" ]; then
         apt_update_once
@@ -59,6 +64,7 @@ install_host_packages() {
         return
     fi
     say "[packages] installing ${missing[*]}"
+    require_root_or_sudo "${missing[*]}"
     apt_update_once
     # --no-remove: never let a dependency change remove something (such as qemu-utils 10.0).
     run_logged "apt-get install" "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
