@@ -109,8 +109,9 @@ impl RegionInfo {
         })
     }
 
-    /// Encodes the reply the kernel gives a caller buffer of `argsz` bytes (see [`place`] for
-    /// when the chain is copied). Returns the bytes to copy back.
+    /// Encodes the reply the kernel gives a caller buffer of `argsz` bytes: the capability
+    /// chain is copied only if it fits, else `argsz` is raised to the size needed and
+    /// `cap_offset` stays 0 (CAPS is flagged either way). Returns the bytes to copy back.
     pub fn encode(&self, argsz: usize) -> Vec<u8> {
         let mut builder = ChainBuilder::default();
         for cap in &self.caps {

@@ -144,8 +144,9 @@ impl Type1Info {
         })
     }
 
-    /// Encodes the reply the way the kernel does for a caller buffer of `argsz` bytes (see
-    /// [`place`] for when the chain is copied). Returns the bytes to copy to the caller: the
+    /// Encodes the reply the way the kernel does for a caller buffer of `argsz` bytes: the
+    /// capability chain is copied only if it fits, else `argsz` is raised to the size needed and
+    /// `cap_offset` stays 0 (CAPS is flagged either way). Returns the bytes to copy to the caller: the
     /// header's first `min(argsz, 24)` bytes (at least `minsz`), then the chain if it fits.
     pub fn encode(flags: u32, iova_pgsizes: u64, caps: &[Type1InfoCap], argsz: usize) -> Vec<u8> {
         let mut builder = ChainBuilder::default();
