@@ -28,7 +28,22 @@ fn guest_target_installed(rustc: &str) -> bool {
         .is_dir()
 }
 
+/// The `/dev/kvm` convention of `docs/kvm-tests.md`: tests that boot a guest are marked
+/// `#[cfg_attr(not(host_has_kvm), ignore = "needs /dev/kvm")]`.
+fn detect_kvm() {
+    println!("cargo::rustc-check-cfg=cfg(host_has_kvm)");
+    println!("cargo::rerun-if-changed=/dev/kvm");
+    let kvm = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm");
+    if kvm.is_ok() {
+        println!("cargo::rustc-cfg=host_has_kvm");
+    }
+}
+
 fn main() {
+    detect_kvm();
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let guest_dir = manifest_dir.join("../guest");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));

@@ -76,12 +76,26 @@ pub const MMIO64_START: u64 = 0x10_0000_0000;
 pub const MMIO64_SIZE: u64 = 0x10_0000_0000;
 /// The most guest RAM the layout holds: below the hole plus up to the 64-bit MMIO window.
 pub const MAX_RAM_SIZE: u64 = MEM_32BIT_GAP_START + (MMIO64_START - RAM_64BIT_START);
+/// The least guest RAM a machine gets: the boot structures below 1 MiB plus 1 MiB to load into.
+pub const MIN_RAM_SIZE: u64 = 2 << 20;
+
+/// KVM's identity-mapped page for real-mode emulation on Intel (one page, inside the 32-bit hole,
+/// clear of the I/O APIC, the local APIC and ECAM).
+pub const KVM_IDENTITY_MAP_START: u64 = 0xfeff_c000;
+/// KVM's task state segment area on Intel (three pages, right after the identity map page).
+pub const KVM_TSS_START: u64 = 0xfeff_d000;
 
 // Port I/O.
 /// First COM port (16550 UART).
 pub const COM1_PORT: u16 = 0x3f8;
 /// COM1's I/O APIC input.
 pub const COM1_GSI: u32 = 4;
+/// Number of ports of a 16550 UART.
+pub const COM_PORT_SIZE: u16 = 8;
+/// i8042 keyboard controller data port.
+pub const I8042_DATA_PORT: u16 = 0x60;
+/// i8042 keyboard controller command port; the command 0xfe resets the machine.
+pub const I8042_COMMAND_PORT: u16 = 0x64;
 /// PCI configuration address register (mechanism #1); data at `+4`.
 pub const PCI_CONFIG_IO_PORT: u16 = 0xcf8;
 /// Size of the PCI configuration mechanism #1 ports.
