@@ -6,6 +6,16 @@
 
 use std::collections::BTreeMap;
 
+/// How a range lies against the runs.
+enum Shape {
+    /// Exactly one run, with this count.
+    Exact(u32),
+    /// No run meets it.
+    Free,
+    /// Anything else.
+    Other,
+}
+
 /// Non-zero counts over half-open ranges of `u64` (page numbers), as maximal equal runs.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct RangeCount {
@@ -57,6 +67,19 @@ impl RangeCount {
         if start >= end {
             return Vec::new();
         }
+        // Fast paths (most pins): a run exactly [start, end) not touching an equal neighbour,
+        // or nothing counted around [start, end].
+        match self.exact_or_free(start, end) {
+            Shape::Exact(count) if !self.neighbour_has(start, end, count + 1) => {
+                self.runs.insert(start, (end, count.saturating_add(1)));
+                return Vec::new();
+            }
+            Shape::Free if !self.neighbour_has(start, end, 1) => {
+                self.runs.insert(start, (end, 1));
+                return vec![(start, end)];
+            }
+            _ => {}
+        }
         let became_one = self.zero_ranges(start, end);
         self.split_at(start);
         self.split_at(end);
@@ -82,6 +105,16 @@ impl RangeCount {
             self.zero_ranges(start, end).is_empty(),
             "decrement of an uncounted range [{start:#x}, {end:#x})"
         );
+        if let Shape::Exact(count) = self.exact_or_free(start, end)
+            && !self.neighbour_has(start, end, count - 1)
+        {
+            if count <= 1 {
+                self.runs.remove(&start);
+                return vec![(start, end)];
+            }
+            self.runs.insert(start, (end, count - 1));
+            return Vec::new();
+        }
         self.split_at(start);
         self.split_at(end);
         let inside: Vec<(u64, u64, u32)> = self.runs_within(start, end).collect();
@@ -99,6 +132,26 @@ impl RangeCount {
         }
         self.merge_around(start, end);
         became_zero
+    }
+
+    /// Whether `[start, end)` is exactly one run, or touches no run at all.
+    fn exact_or_free(&self, start: u64, end: u64) -> Shape {
+        match self.runs.range(..end).next_back() {
+            Some((&s, &(e, c))) if s == start && e == end => Shape::Exact(c),
+            Some((_, &(e, _))) if e <= start => Shape::Free,
+            None => Shape::Free,
+            _ => Shape::Other,
+        }
+    }
+
+    /// True if a run ending at `start` or starting at `end` has count `count`.
+    fn neighbour_has(&self, start: u64, end: u64, count: u32) -> bool {
+        let before = self
+            .runs
+            .range(..start)
+            .next_back()
+            .is_some_and(|(_, &(e, c))| e == start && c == count);
+        before || self.runs.get(&end).is_some_and(|&(_, c)| c == count)
     }
 
     /// Number of runs stored (for tests of compactness).
@@ -195,6 +248,28 @@ mod tests {
         rc.increment(30, 40);
         assert_eq!(rc.zero_ranges(0, 50), vec![(0, 10), (20, 30), (40, 50)]);
         assert_eq!(rc.zero_ranges(12, 18), Vec::<(u64, u64)>::new());
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_general_case() {
+        let mut rc = RangeCount::new();
+        assert_eq!(rc.increment(10, 20), vec![(10, 20)]);
+        assert_eq!(rc.increment(10, 20), Vec::<(u64, u64)>::new());
+        assert_eq!(rc.increment(20, 30), vec![(20, 30)]);
+        assert_eq!(rc.run_count(), 2);
+        assert_eq!(rc.decrement(10, 20), Vec::<(u64, u64)>::new());
+        assert_eq!(rc.run_count(), 1, "equal neighbours merge");
+        assert_eq!(rc.count_at(15), 1);
+        assert_eq!(rc.decrement(10, 30), vec![(10, 30)]);
+        assert!(rc.is_empty());
+        for _ in 0..1000 {
+            rc.increment(5, 6);
+        }
+        assert_eq!(rc.count_at(5), 1000);
+        for _ in 0..1000 {
+            rc.decrement(5, 6);
+        }
+        assert!(rc.is_empty());
     }
 
     #[test]
