@@ -32,6 +32,13 @@ pub struct Case {
     pub run: fn(&mut Env<'_>) -> Result<(), Fail>,
 }
 
+impl Case {
+    /// Runs the case on `backend` in a fresh context (what a lab group calls per backend).
+    pub fn run_on(&self, backend: &dyn Backend) -> Outcome {
+        run_case(backend, self)
+    }
+}
+
 /// Runs `case` on `backend` in a fresh context; a panic is a failure.
 pub(crate) fn run_case(backend: &dyn Backend, case: &Case) -> Outcome {
     if let Some(reason) = backend.unavailable() {
