@@ -276,7 +276,7 @@ impl Context {
             check_data_len(len, size, size)?;
             let entry = i
                 .checked_mul(len)
-                .and_then(|off| entries.get(off..off + len))
+                .and_then(|off| entries.get(off..off.checked_add(len)?))
                 .ok_or(Errno::EFAULT)?;
             let inv = match table.stage1() {
                 Stage1::Mock { .. } => parse_mock_invalidation(entry)?,

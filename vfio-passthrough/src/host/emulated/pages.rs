@@ -280,7 +280,7 @@ impl Pages {
                 dev,
                 ino,
             } => {
-                check_pinnable_file(file, start + (end << PAGE_SHIFT) - PAGE_SIZE)?;
+                check_pinnable_file(file, start + ((end - 1) << PAGE_SHIFT))?;
                 out.push((
                     first,
                     end,

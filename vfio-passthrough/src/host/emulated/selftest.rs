@@ -163,7 +163,8 @@ impl Context {
             if (bitmap[(i / 64) as usize] >> (i % 64)) & 1 == 0 {
                 continue;
             }
-            let cur = iova + i * page_size;
+            // Unsigned long arithmetic, as in the kernel: it wraps.
+            let cur = iova.wrapping_add(i.wrapping_mul(page_size));
             if domain.mock_set_dirty(cur / page_size) {
                 count += 1;
             }
