@@ -192,7 +192,9 @@ pub trait IommufdSelftest: Iommufd {
 
     /// `IOMMU_TEST_OP_DIRTY`: marks dirty, in mock paging HWPT `hwpt_id`, the pages whose bit is
     /// set in `bitmap` (bit n = page `iova + n * page_size`), as a device write would; returns
-    /// how many IOPTEs were newly dirtied.
+    /// how many mapped IOPTEs it marked (already dirty ones included, as 6.12 counts). 6.12
+    /// finds the IOPTE of bit n at mock index `(iova + n * page_size) / page_size`, which is
+    /// right only for `page_size` = the mock page (2 KiB), as the selftests use it.
     fn mock_dirty(
         &self,
         hwpt_id: u32,

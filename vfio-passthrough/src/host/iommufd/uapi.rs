@@ -461,7 +461,7 @@ pub struct HwptPgfault {
     pub reserved: u32,
     /// Faulting address (page aligned).
     pub addr: u64,
-    /// Bytes (a page).
+    /// Bytes; the 6.12 kernel reports 0.
     pub length: u32,
     /// Cookie to answer with.
     pub cookie: u32,
