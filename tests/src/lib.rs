@@ -1,1 +1,4 @@
-//! Fixtures shared by the integration tests in `tests/tests/`.
+//! Fixtures shared by the integration tests in `tests/tests/`, and the iommufd conformance
+//! suite ([`conformance`]) that the kernel lab's runner also drives.
+
+pub mod conformance;

@@ -2,10 +2,12 @@
 //!
 //! - [`iommufd`]: an iommufd context (`/dev/iommu`) and its devices.
 //! - [`type1`]: a legacy VFIO type1 container (`/dev/vfio/vfio`).
+//! - [`emulated`]: the in-process emulated host (iommufd semantics without an IOMMU).
 //!
 //! Every backend of a seam answers with the kernel's errno ([`Errno`](crate::errno::Errno)), so
 //! the same conformance suite runs against the kernel and the emulated host.
 
 pub mod dma;
+pub mod emulated;
 pub mod iommufd;
 pub mod type1;
