@@ -349,7 +349,6 @@ fn descriptor_pasids_reach_the_port_only_when_pasid_is_enabled() {
             dst: BUF_A + 0x10,
             len: 4,
             completion: COMPLETIONS,
-            ..Desc::default()
         });
         e
     };

@@ -9,7 +9,8 @@ use std::ops::Range;
 
 use common::*;
 use migration::user_v1::{
-    V1RegionAccess, set_v1_state, v1_resume, v1_save_precopy, v1_save_stop_copy, v1_state,
+    V1Recovery, V1RegionAccess, V1UserError, set_v1_state, v1_resume, v1_save_precopy,
+    v1_save_stop_copy, v1_state,
 };
 use migration::user_v2::{PrecopyPolicy, resume, save_precopy, save_stop_copy, transition};
 use migration::vfio_v1::V1State;
@@ -533,7 +534,18 @@ fn a_corrupt_v1_stream_fails_the_resume_and_the_device_is_reset() {
     saved[5000] ^= 1;
     let dst = Engine::new("emulated:dma-engine");
     let mut dst_region = VfioV1Region::open(&dst.dev).unwrap();
-    assert!(v1_resume(&mut dst_region, &mut saved.as_slice(), V1State::Running).is_err());
+    let err = v1_resume(&mut dst_region, &mut saved.as_slice(), V1State::Running).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            V1UserError::SetState {
+                from: V1State::Resuming,
+                recovery: V1Recovery::Reset,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(
         v1_state(&mut dst_region).unwrap(),
         V1State::Running,

@@ -15,11 +15,14 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 pub const PAGE: u64 = 4096;
 
+/// Pages by page number, per PASID (`None`: requests without PASID).
+pub type Spaces = HashMap<Option<u32>, BTreeMap<u64, Vec<u8>>>;
+
 /// A DMA port over pages of process memory, one address space per PASID (and one without),
 /// that records the PASID of every access.
 #[derive(Debug, Default)]
 pub struct MemPort {
-    spaces: Mutex<HashMap<Option<u32>, BTreeMap<u64, Vec<u8>>>>,
+    spaces: Mutex<Spaces>,
     seen: Mutex<Vec<(Option<u32>, u64, bool)>>,
 }
 
@@ -69,7 +72,7 @@ impl MemPort {
     }
 
     /// Every page of every space, for comparing two runs.
-    pub fn snapshot(&self) -> HashMap<Option<u32>, BTreeMap<u64, Vec<u8>>> {
+    pub fn snapshot(&self) -> Spaces {
         self.spaces.lock().unwrap().clone()
     }
 

@@ -262,7 +262,7 @@ impl VfioConfig {
             let next = next_of(pos);
             let (owner, len) = match cap.id as u8 {
                 CAP_ID_MSI => match self.msi {
-                    Some(m) if m.offset == pos => (Owner::Msi { start: pos }, m.len()),
+                    Some(m) if m.offset == pos => (Owner::Msi { start: pos }, m.size()),
                     _ => (Owner::Unassigned, 0),
                 },
                 CAP_ID_MSIX => (Owner::Msix { start: pos }, MSIX_CAP_LEN),

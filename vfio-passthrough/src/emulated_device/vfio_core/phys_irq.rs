@@ -70,8 +70,8 @@ impl PhysMsi {
         self.flags & MSI_FLAGS_MASKBIT != 0
     }
 
-    /// Bytes of the capability.
-    pub fn len(&self) -> u16 {
+    /// Bytes of the capability (never 0).
+    pub fn size(&self) -> u16 {
         let mut len = if self.flags & MSI_FLAGS_64BIT != 0 {
             14
         } else {

@@ -54,13 +54,13 @@ impl V1Window {
 
     /// The region layout: the header page, then the mmap-able extent, then the trapped one.
     pub fn layout() -> Result<V1Layout, V1LayoutError> {
-        debug_assert!(HEADER_SIZE <= V1_HEADER_PAGE);
+        const { assert!(HEADER_SIZE <= V1_HEADER_PAGE) };
         let window_start = V1_HEADER_PAGE;
         let window_end = window_start + V1_MMAP_LEN + V1_TRAPPED_LEN;
         V1Layout::new(
             window_end,
             window_start..window_end,
-            vec![window_start..window_start + V1_MMAP_LEN],
+            vec![Self::mmap_extent()],
         )
     }
 

@@ -42,6 +42,8 @@ const COMMAND_MASTER: u16 = 0x4;
 const STATUS_INTERRUPT: u16 = 0x0008;
 /// PASID extended capability ID.
 const EXT_CAP_ID_PASID: u16 = 0x1b;
+/// The MSI-X table and PBA pages of BAR 2: trapped, not memory.
+const MSIX_PAGES: std::ops::Range<u64> = DEVMEM_SIZE..config::BAR2_TAIL_OFFSET;
 
 /// Which migration interfaces the device offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,10 +213,8 @@ impl DmaEngine {
                     r.ctrl = new & (CTRL_ENABLE | CTRL_INT_ENABLE);
                     self.update_intx();
                 }
-                REG_STATUS => {
-                    if w.value & w.mask & STATUS_ERROR != 0 {
-                        r.status &= !(STATUS_ERROR | STATUS_HALTED);
-                    }
+                REG_STATUS if w.value & w.mask & STATUS_ERROR != 0 => {
+                    r.status &= !(STATUS_ERROR | STATUS_HALTED);
                 }
                 REG_QUEUE_BASE => {
                     let lo = w.merge(r.queue_base as u32);
@@ -294,7 +294,7 @@ impl DeviceModel for DmaEngine {
     fn bar_read(&mut self, index: usize, offset: u64, data: &mut [u8]) {
         match index {
             0 => read_dwords(offset, data, |reg| self.read_reg(reg)),
-            2 if offset < DEVMEM_SIZE || offset >= config::BAR2_TAIL_OFFSET => {
+            2 if !MSIX_PAGES.contains(&offset) => {
                 if let Err(e) = self.mem.bar_memory().read(offset, data) {
                     log::warn!("{KIND}: BAR 2 read at {offset:#x}: {e}");
                     data.fill(0xff);
@@ -317,7 +317,7 @@ impl DeviceModel for DmaEngine {
                 self.write_regs(offset, data);
                 self.process();
             }
-            2 if offset < DEVMEM_SIZE || offset >= config::BAR2_TAIL_OFFSET => {
+            2 if !MSIX_PAGES.contains(&offset) => {
                 if let Err(e) = self.mem.bar_memory().write(offset, data) {
                     log::warn!("{KIND}: BAR 2 write at {offset:#x}: {e}");
                 }
