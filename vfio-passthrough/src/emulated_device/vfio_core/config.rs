@@ -216,6 +216,8 @@ impl VfioConfig {
 
     fn perm(&mut self, at: u16, width: usize, virt: u32, write: u32) {
         let a = usize::from(at);
+        // A capability a model placed at the very end of the space loses what does not fit.
+        let width = width.min(self.virt.len().saturating_sub(a));
         self.virt[a..a + width].copy_from_slice(&virt.to_le_bytes()[..width]);
         self.write[a..a + width].copy_from_slice(&write.to_le_bytes()[..width]);
     }
