@@ -515,3 +515,22 @@ fn the_mailbox_doorbell_raises_intx_until_acknowledged() {
     dev.reset().unwrap();
     assert_eq!(read32(&dev, 0, 4), 0);
 }
+
+#[test]
+fn a_function_level_reset_through_config_space_resets_the_device() {
+    let mut e = Engine::new("emulated:dma-engine");
+    e.submit(Desc {
+        op: OP_FILL,
+        src: 1,
+        dst: BUF_A,
+        len: 1,
+        ..Desc::default()
+    });
+    assert_eq!(e.read(REG_COMPLETED), 1);
+    // PCI Express capability at 0x64: device control at +8, bit 15 initiates FLR.
+    let devctl = read16(&e.dev, CONFIG, 0x6c);
+    write16(&e.dev, CONFIG, 0x6c, devctl | 0x8000);
+    assert_eq!(read16(&e.dev, CONFIG, 0x6c) & 0x8000, 0, "FLR reads 0");
+    assert_eq!((e.read(REG_COMPLETED), e.read(REG_CTRL)), (0, 0));
+    assert_eq!(e.dev.mig_state().unwrap(), 2, "RUNNING");
+}
