@@ -2,7 +2,9 @@
 //! legacy type1 container) and the VFIO device seam, each with kernel and emulated backends, and
 //! the passthrough PCI device built on them.
 
+pub mod emulated_device;
 pub mod errno;
 pub mod host;
+pub mod migration_adapters;
 pub mod pci;
 pub mod vfio;
