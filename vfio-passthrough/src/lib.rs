@@ -4,4 +4,5 @@
 
 pub mod errno;
 pub mod host;
+pub mod sys;
 pub mod vfio;
