@@ -5,6 +5,7 @@
 //! device in the emulated host. Methods answer with the kernel's errno; the contract is
 //! `kernel-uapi.md` section 2 (and the v1 migration region of 2.9, which is simply a region).
 
+pub mod kernel;
 pub mod mmap;
 pub mod region_info;
 pub mod uapi;
