@@ -1,0 +1,51 @@
+//! The registry of lab test groups. To add a group: write `groups/<name>.rs` with a
+//! `pub fn cases(boot: Boot) -> Vec<Case>` and add it to [`ALL`].
+
+use super::case::GroupDef;
+
+pub mod environment;
+
+/// Every group, in the order the runner runs them. `environment` goes first: when it fails,
+/// later failures in the same boot likely follow from it.
+pub const ALL: &[GroupDef] = &[GroupDef {
+    name: "environment",
+    cases: environment::cases,
+}];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::lab::case::is_valid_name;
+    use crate::lab::outcome::Boot;
+
+    #[test]
+    fn registered_group_and_case_names_are_valid_and_unique_per_boot() {
+        let groups: BTreeSet<_> = ALL.iter().map(|g| g.name).collect();
+        assert_eq!(groups.len(), ALL.len(), "duplicate group name");
+        for boot in Boot::ALL {
+            let mut seen = BTreeSet::new();
+            for group in ALL {
+                assert!(is_valid_name(group.name), "bad group name {:?}", group.name);
+                for case in (group.cases)(boot) {
+                    assert!(
+                        is_valid_name(case.name()),
+                        "bad case name {:?}",
+                        case.name()
+                    );
+                    assert!(
+                        !case.backends().is_empty(),
+                        "{} runs on no backend",
+                        case.name()
+                    );
+                    let full = format!("{}/{}", group.name, case.name());
+                    assert!(
+                        seen.insert(full.clone()),
+                        "{full} registered twice in {boot}"
+                    );
+                }
+            }
+        }
+    }
+}
