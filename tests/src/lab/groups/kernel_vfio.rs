@@ -163,12 +163,7 @@ fn bar0_mmap_matches_trapped(lab: Lab, dev: &LabDevice) -> Check {
         Ok(u32::from_le_bytes(b))
     };
     let mapped32 = |at: u64| -> Result<u32, String> {
-        let mut b = [0u8; 4];
-        on(
-            "read through the mmap",
-            map.read((at - off) as usize, &mut b),
-        )?;
-        Ok(u32::from_le_bytes(b))
+        on("read through the mmap", map.read_u32((at - off) as usize))
     };
     match lab {
         Lab::Edu => {
@@ -177,7 +172,7 @@ fn bar0_mmap_matches_trapped(lab: Lab, dev: &LabDevice) -> Check {
             // Liveness: write through the mmap, read through the trap, and the other way.
             on(
                 "mmap write of liveness",
-                map.write(4 - off as usize, &0x1234_5678u32.to_le_bytes()),
+                map.write_u32(4 - off as usize, 0x1234_5678),
             )?;
             expect_eq("liveness (trapped read)", trapped32(4)?, !0x1234_5678u32)?;
             on(
