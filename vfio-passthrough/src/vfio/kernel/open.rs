@@ -533,6 +533,30 @@ mod tests {
     }
 
     #[test]
+    fn an_mdev_is_opened_by_its_uuid_through_its_group_without_iommufd() {
+        let root = FakeRoot::new();
+        let uuid = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001";
+        let dev = format!("/sys/bus/mdev/devices/{uuid}");
+        root.dir(&dev);
+        root.link(
+            &format!("{dev}/driver"),
+            "../../../../bus/mdev/drivers/mtty",
+        );
+        root.link(
+            &format!("{dev}/iommu_group"),
+            "../../../../kernel/iommu_groups/9",
+        );
+        root.file("/dev/vfio/9");
+        assert_eq!(
+            root.opener().locate(Path::new(&dev)).unwrap(),
+            DeviceRoute::Group {
+                group: 9,
+                name: uuid.into()
+            }
+        );
+    }
+
+    #[test]
     fn a_vfio_device_without_cdev_or_group_node_has_no_route() {
         let root = FakeRoot::new();
         root.pci("0000:00:03.0", Some("vfio-pci"), 5);
