@@ -96,7 +96,8 @@ fn ioas_map_unmap_without_domain(ctx: &KernelIommufd) -> Check {
     )?;
     expect_eq("alignment without a domain", align, 1)?;
 
-    // Automatic IOVA: never 0, aligned to the size of the area.
+    // Automatic IOVA: lowest first fit above page 0. The lab kernel has no THP, so 6.12 caps
+    // the alignment at PAGE_SIZE: the 8 KiB area lands at 0x1000, not at 0x2000.
     let mut auto = IoasMap {
         flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
         ioas_id: ioas,
@@ -108,9 +109,7 @@ fn ioas_map_unmap_without_domain(ctx: &KernelIommufd) -> Check {
     on("IOMMU_IOAS_MAP (automatic IOVA)", unsafe {
         ctx.ioas_map(&mut auto)
     })?;
-    ensure(auto.iova != 0 && auto.iova % 8192 == 0, || {
-        format!("automatic IOVA {:#x} is 0 or not 8 KiB aligned", auto.iova)
-    })?;
+    expect_eq("automatic IOVA of an 8 KiB area", auto.iova, 0x1000)?;
 
     map_fixed(ctx, ioas, &buf, 0x40_0000, 2 * 4096)?;
     let mut overlap = IoasMap {
