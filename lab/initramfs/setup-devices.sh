@@ -2,6 +2,7 @@
 # mtty mdev. A step that fails is reported here and left for the `environment` group's cases to
 # fail on, so the runner still runs and reports everything else.
 
+# shellcheck shell=sh disable=SC3043 # busybox ash has `local`
 # Binds one PCI function to vfio-pci the way a VMM user does: override, unbind, reprobe.
 bind_to_vfio_pci() {
     local bdf="$1" dev="/sys/bus/pci/devices/$1"

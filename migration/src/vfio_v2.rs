@@ -120,6 +120,16 @@ impl DeviceState {
     }
 }
 
+/// `struct vfio_precopy_info`: what `VFIO_MIG_GET_PRECOPY_INFO` reports in PRE_COPY and
+/// PRE_COPY_P2P.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrecopyInfo {
+    /// Initial state not yet read; starts non-zero and only shrinks.
+    pub initial_bytes: u64,
+    /// State changed since it was last read (an estimate).
+    pub dirty_bytes: u64,
+}
+
 /// A transition the state machine refuses (`EINVAL` from the kernel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {

@@ -4,5 +4,6 @@
 
 pub mod errno;
 pub mod host;
+pub mod pci;
 pub mod sys;
 pub mod vfio;

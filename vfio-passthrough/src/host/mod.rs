@@ -6,5 +6,6 @@
 //! Every backend of a seam answers with the kernel's errno ([`Errno`](crate::errno::Errno)), so
 //! the same conformance suite runs against the kernel and the emulated host.
 
+pub mod dma;
 pub mod iommufd;
 pub mod type1;

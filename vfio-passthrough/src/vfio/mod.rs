@@ -5,6 +5,7 @@
 //! device in the emulated host. Methods answer with the kernel's errno; the contract is
 //! `kernel-uapi.md` section 2 (and the v1 migration region of 2.9, which is simply a region).
 
+pub(crate) mod cap_chain;
 pub mod kernel;
 pub mod mmap;
 pub mod region_info;
@@ -43,7 +44,7 @@ pub trait VfioDevice: Send + Sync + Debug {
     fn device_info(&self) -> Result<DeviceInfo, Errno>;
 
     /// `VFIO_DEVICE_GET_REGION_INFO` into a raw buffer whose first bytes hold `argsz` (bytes
-    /// 0..4) and `index` (bytes 8..12); use [`region_info`] for the parsed reply. A buffer too
+    /// 0..4) and `index` (bytes 8..12); use [`region_info()`] for the parsed reply. A buffer too
     /// small for the capabilities still succeeds, with `argsz` raised to the size needed.
     fn get_region_info(&self, buf: &mut [u8]) -> Result<(), Errno>;
 

@@ -6,6 +6,7 @@
 //! region.
 
 use crate::errno::Errno;
+use crate::vfio::cap_chain::{ChainBuilder, RawCap, le_u32, le_u64, place, walk};
 
 use super::uapi::VFIO_REGION_INFO_FLAG_CAPS;
 
@@ -56,22 +57,6 @@ pub struct RegionInfo {
     pub caps: Vec<RegionCap>,
 }
 
-fn le_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(
-        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
-    ))
-}
-fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
-}
-fn le_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(
-        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
-    ))
-}
-
 impl RegionInfo {
     /// The mmap-able `(offset, size)` parts of the region: the sparse areas if the region has
     /// that capability, the whole region if it is mmap-able without one, nothing otherwise.
@@ -107,47 +92,14 @@ impl RegionInfo {
         let cap_offset = le_u32(buf, 12).ok_or(bad)? as usize;
         let size = le_u64(buf, 16).ok_or(bad)?;
         let offset = le_u64(buf, 24).ok_or(bad)?;
-        let mut caps = Vec::new();
-        if flags & VFIO_REGION_INFO_FLAG_CAPS != 0 {
-            let mut at = cap_offset;
-            let mut hops = 0;
-            while at != 0 {
-                hops += 1;
-                if at < REGION_INFO_SIZE || hops > 64 {
-                    return Err(bad);
-                }
-                let id = le_u16(buf, at).ok_or(bad)?;
-                let version = le_u16(buf, at + 2).ok_or(bad)?;
-                let next = le_u32(buf, at + 4).ok_or(bad)? as usize;
-                let body = at + 8;
-                caps.push(match id {
-                    CAP_SPARSE_MMAP => {
-                        let n = le_u32(buf, body).ok_or(bad)? as usize;
-                        let mut areas = Vec::with_capacity(n.min(64));
-                        for i in 0..n {
-                            let a = body + 8 + i * 16;
-                            let (off, len) =
-                                (le_u64(buf, a).ok_or(bad)?, le_u64(buf, a + 8).ok_or(bad)?);
-                            if off.checked_add(len).is_none_or(|end| end > size) {
-                                return Err(bad);
-                            }
-                            areas.push((off, len));
-                        }
-                        RegionCap::SparseMmap(areas)
-                    }
-                    CAP_TYPE => RegionCap::Type {
-                        region_type: le_u32(buf, body).ok_or(bad)?,
-                        subtype: le_u32(buf, body + 4).ok_or(bad)?,
-                    },
-                    CAP_MSIX_MAPPABLE => RegionCap::MsixMappable,
-                    _ => RegionCap::Unknown { id, version },
-                });
-                if next != 0 && next <= at {
-                    return Err(bad);
-                }
-                at = next;
-            }
-        }
+        let caps = if flags & VFIO_REGION_INFO_FLAG_CAPS != 0 {
+            walk(buf, cap_offset, REGION_INFO_SIZE)?
+                .into_iter()
+                .map(|cap| RegionCap::decode(buf, cap, size).ok_or(bad))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             flags,
             index,
@@ -157,67 +109,90 @@ impl RegionInfo {
         })
     }
 
-    /// Encodes the reply the kernel gives a caller buffer of `argsz` bytes: capabilities padded
-    /// to 8 bytes and copied only if they fit, else `cap_offset` 0 and `argsz` raised to the
-    /// size needed (`CAPS` flagged either way). Returns the bytes to copy back.
+    /// Encodes the reply the kernel gives a caller buffer of `argsz` bytes: the capability
+    /// chain is copied only if it fits, else `argsz` is raised to the size needed and
+    /// `cap_offset` stays 0 (CAPS is flagged either way). Returns the bytes to copy back.
     pub fn encode(&self, argsz: usize) -> Vec<u8> {
-        let mut chain: Vec<u8> = Vec::new();
-        let mut starts = Vec::new();
+        let mut builder = ChainBuilder::default();
         for cap in &self.caps {
-            starts.push(chain.len());
-            let mut body = Vec::new();
-            let (id, version) = match cap {
-                RegionCap::SparseMmap(areas) => {
-                    body.extend_from_slice(&(areas.len() as u32).to_le_bytes());
-                    body.extend_from_slice(&0u32.to_le_bytes());
-                    for (off, len) in areas {
-                        body.extend_from_slice(&off.to_le_bytes());
-                        body.extend_from_slice(&len.to_le_bytes());
-                    }
-                    (CAP_SPARSE_MMAP, 1)
-                }
-                RegionCap::Type {
-                    region_type,
-                    subtype,
-                } => {
-                    body.extend_from_slice(&region_type.to_le_bytes());
-                    body.extend_from_slice(&subtype.to_le_bytes());
-                    (CAP_TYPE, 1)
-                }
-                RegionCap::MsixMappable => (CAP_MSIX_MAPPABLE, 1),
-                RegionCap::Unknown { id, version } => (*id, *version),
-            };
-            chain.extend_from_slice(&id.to_le_bytes());
-            chain.extend_from_slice(&version.to_le_bytes());
-            chain.extend_from_slice(&0u32.to_le_bytes());
-            chain.extend_from_slice(&body);
-            chain.resize(chain.len().next_multiple_of(8), 0);
+            cap.encode(&mut builder);
         }
-        for pair in starts.windows(2) {
-            let next = (REGION_INFO_SIZE + pair[1]) as u32;
-            chain[pair[0] + 4..pair[0] + 8].copy_from_slice(&next.to_le_bytes());
-        }
-        let needed = REGION_INFO_SIZE + chain.len();
-        let (mut out_argsz, mut flags, mut cap_offset) = (argsz, self.flags, 0u32);
-        if !self.caps.is_empty() {
-            flags |= VFIO_REGION_INFO_FLAG_CAPS;
-            if argsz >= needed {
-                cap_offset = REGION_INFO_SIZE as u32;
-            } else {
-                out_argsz = needed;
-            }
-        }
-        let mut out = Vec::with_capacity(needed);
-        out.extend_from_slice(&(out_argsz as u32).to_le_bytes());
+        let chain = builder.finish(REGION_INFO_SIZE);
+        let placement = place(argsz, REGION_INFO_SIZE, chain.len());
+        let flags = if placement.has_caps {
+            self.flags | VFIO_REGION_INFO_FLAG_CAPS
+        } else {
+            self.flags
+        };
+        let mut out = Vec::with_capacity(REGION_INFO_SIZE + chain.len());
+        out.extend_from_slice(&(placement.argsz as u32).to_le_bytes());
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&self.index.to_le_bytes());
-        out.extend_from_slice(&cap_offset.to_le_bytes());
+        out.extend_from_slice(&placement.cap_offset.to_le_bytes());
         out.extend_from_slice(&self.size.to_le_bytes());
         out.extend_from_slice(&self.offset.to_le_bytes());
-        if cap_offset != 0 {
+        if placement.cap_offset != 0 {
             out.extend_from_slice(&chain);
         }
         out
+    }
+}
+
+impl RegionCap {
+    fn encode(&self, chain: &mut ChainBuilder) {
+        let mut body = Vec::new();
+        let (id, version) = match self {
+            RegionCap::SparseMmap(areas) => {
+                body.extend_from_slice(&(areas.len() as u32).to_le_bytes());
+                body.extend_from_slice(&0u32.to_le_bytes());
+                for (off, len) in areas {
+                    body.extend_from_slice(&off.to_le_bytes());
+                    body.extend_from_slice(&len.to_le_bytes());
+                }
+                (CAP_SPARSE_MMAP, 1)
+            }
+            RegionCap::Type {
+                region_type,
+                subtype,
+            } => {
+                body.extend_from_slice(&region_type.to_le_bytes());
+                body.extend_from_slice(&subtype.to_le_bytes());
+                (CAP_TYPE, 1)
+            }
+            RegionCap::MsixMappable => (CAP_MSIX_MAPPABLE, 1),
+            RegionCap::Unknown { id, version } => (*id, *version),
+        };
+        chain.push(id, version, &body);
+    }
+
+    /// Decodes one capability of a region of `region_size` bytes; `None` if it is truncated or
+    /// describes a sparse area outside the region.
+    fn decode(buf: &[u8], cap: RawCap, region_size: u64) -> Option<Self> {
+        let body = cap.body;
+        Some(match cap.id {
+            CAP_SPARSE_MMAP => {
+                let n = le_u32(buf, body)? as usize;
+                let mut areas = Vec::with_capacity(n.min(64));
+                for i in 0..n {
+                    let a = body + 8 + i * 16;
+                    let (off, len) = (le_u64(buf, a)?, le_u64(buf, a + 8)?);
+                    if off.checked_add(len)? > region_size {
+                        return None;
+                    }
+                    areas.push((off, len));
+                }
+                RegionCap::SparseMmap(areas)
+            }
+            CAP_TYPE => RegionCap::Type {
+                region_type: le_u32(buf, body)?,
+                subtype: le_u32(buf, body + 4)?,
+            },
+            CAP_MSIX_MAPPABLE => RegionCap::MsixMappable,
+            id => RegionCap::Unknown {
+                id,
+                version: cap.version,
+            },
+        })
     }
 }
 

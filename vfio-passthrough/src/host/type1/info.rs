@@ -2,6 +2,7 @@
 //! encoded (by backends that build it) and parsed (by everyone who reads it).
 
 use crate::errno::Errno;
+use crate::vfio::cap_chain::{ChainBuilder, RawCap, le_u32, le_u64, place, walk};
 
 /// `VFIO_IOMMU_INFO_PGSIZES`.
 pub const VFIO_IOMMU_INFO_PGSIZES: u32 = 1 << 0;
@@ -58,14 +59,63 @@ pub struct Type1Info {
     pub caps: Vec<Type1InfoCap>,
 }
 
-fn le_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-fn le_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+impl Type1InfoCap {
+    fn encode(&self, chain: &mut ChainBuilder) {
+        let mut body = Vec::new();
+        let (id, version) = match self {
+            Type1InfoCap::IovaRange(ranges) => {
+                body.extend_from_slice(&(ranges.len() as u32).to_le_bytes());
+                body.extend_from_slice(&0u32.to_le_bytes());
+                for (s, e) in ranges {
+                    body.extend_from_slice(&s.to_le_bytes());
+                    body.extend_from_slice(&e.to_le_bytes());
+                }
+                (CAP_IOVA_RANGE, 1)
+            }
+            Type1InfoCap::Migration {
+                flags,
+                pgsize_bitmap,
+                max_dirty_bitmap_size,
+            } => {
+                body.extend_from_slice(&flags.to_le_bytes());
+                body.extend_from_slice(&0u32.to_le_bytes());
+                body.extend_from_slice(&pgsize_bitmap.to_le_bytes());
+                body.extend_from_slice(&max_dirty_bitmap_size.to_le_bytes());
+                (CAP_MIGRATION, 1)
+            }
+            Type1InfoCap::DmaAvail(avail) => {
+                body.extend_from_slice(&avail.to_le_bytes());
+                (CAP_DMA_AVAIL, 1)
+            }
+            Type1InfoCap::Unknown { id, version } => (*id, *version),
+        };
+        chain.push(id, version, &body);
+    }
+
+    fn decode(buf: &[u8], cap: RawCap) -> Option<Self> {
+        let body = cap.body;
+        Some(match cap.id {
+            CAP_IOVA_RANGE => {
+                let n = le_u32(buf, body)? as usize;
+                let mut ranges = Vec::with_capacity(n.min(1024));
+                for i in 0..n {
+                    let r = body + 8 + i * 16;
+                    ranges.push((le_u64(buf, r)?, le_u64(buf, r + 8)?));
+                }
+                Type1InfoCap::IovaRange(ranges)
+            }
+            CAP_MIGRATION => Type1InfoCap::Migration {
+                flags: le_u32(buf, body)?,
+                pgsize_bitmap: le_u64(buf, body + 8)?,
+                max_dirty_bitmap_size: le_u64(buf, body + 16)?,
+            },
+            CAP_DMA_AVAIL => Type1InfoCap::DmaAvail(le_u32(buf, body)?),
+            id => Type1InfoCap::Unknown {
+                id,
+                version: cap.version,
+            },
+        })
+    }
 }
 
 impl Type1Info {
@@ -81,41 +131,10 @@ impl Type1Info {
         } else {
             0
         };
-        let mut caps = Vec::new();
-        let mut at = cap_offset as usize;
-        let mut hops = 0;
-        while at != 0 {
-            hops += 1;
-            if at < INFO_SIZE || hops > 64 {
-                return Err(bad);
-            }
-            let id = le_u16(buf, at).ok_or(bad)?;
-            let version = le_u16(buf, at + 2).ok_or(bad)?;
-            let next = le_u32(buf, at + 4).ok_or(bad)? as usize;
-            let body = at + 8;
-            caps.push(match id {
-                CAP_IOVA_RANGE => {
-                    let n = le_u32(buf, body).ok_or(bad)? as usize;
-                    let mut ranges = Vec::with_capacity(n.min(1024));
-                    for i in 0..n {
-                        let r = body + 8 + i * 16;
-                        ranges.push((le_u64(buf, r).ok_or(bad)?, le_u64(buf, r + 8).ok_or(bad)?));
-                    }
-                    Type1InfoCap::IovaRange(ranges)
-                }
-                CAP_MIGRATION => Type1InfoCap::Migration {
-                    flags: le_u32(buf, body).ok_or(bad)?,
-                    pgsize_bitmap: le_u64(buf, body + 8).ok_or(bad)?,
-                    max_dirty_bitmap_size: le_u64(buf, body + 16).ok_or(bad)?,
-                },
-                CAP_DMA_AVAIL => Type1InfoCap::DmaAvail(le_u32(buf, body).ok_or(bad)?),
-                _ => Type1InfoCap::Unknown { id, version },
-            });
-            if next != 0 && next <= at {
-                return Err(bad);
-            }
-            at = next;
-        }
+        let caps = walk(buf, cap_offset as usize, INFO_SIZE)?
+            .into_iter()
+            .map(|cap| Type1InfoCap::decode(buf, cap).ok_or(bad))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             argsz,
             flags,
@@ -125,75 +144,30 @@ impl Type1Info {
         })
     }
 
-    /// Encodes the reply the way the kernel does for a caller buffer of `argsz` bytes: each
-    /// capability padded to 8 bytes, in the given order; the chain copied only if it fits, else
-    /// `cap_offset` stays 0 and `argsz` is raised to the size needed (`CAPS` is flagged either
-    /// way). Returns the bytes to copy to the caller (at most `argsz`, at least the header's
-    /// `minsz`).
+    /// Encodes the reply the way the kernel does for a caller buffer of `argsz` bytes: the
+    /// capability chain is copied only if it fits, else `argsz` is raised to the size needed and
+    /// `cap_offset` stays 0 (CAPS is flagged either way). Returns the bytes to copy to the caller: the
+    /// header's first `min(argsz, 24)` bytes (at least `minsz`), then the chain if it fits.
     pub fn encode(flags: u32, iova_pgsizes: u64, caps: &[Type1InfoCap], argsz: usize) -> Vec<u8> {
-        let mut chain: Vec<u8> = Vec::new();
-        let mut starts = Vec::new();
+        let mut builder = ChainBuilder::default();
         for cap in caps {
-            starts.push(chain.len());
-            let mut body = Vec::new();
-            let (id, version) = match cap {
-                Type1InfoCap::IovaRange(ranges) => {
-                    body.extend_from_slice(&(ranges.len() as u32).to_le_bytes());
-                    body.extend_from_slice(&0u32.to_le_bytes());
-                    for (s, e) in ranges {
-                        body.extend_from_slice(&s.to_le_bytes());
-                        body.extend_from_slice(&e.to_le_bytes());
-                    }
-                    (CAP_IOVA_RANGE, 1)
-                }
-                Type1InfoCap::Migration {
-                    flags,
-                    pgsize_bitmap,
-                    max_dirty_bitmap_size,
-                } => {
-                    body.extend_from_slice(&flags.to_le_bytes());
-                    body.extend_from_slice(&0u32.to_le_bytes());
-                    body.extend_from_slice(&pgsize_bitmap.to_le_bytes());
-                    body.extend_from_slice(&max_dirty_bitmap_size.to_le_bytes());
-                    (CAP_MIGRATION, 1)
-                }
-                Type1InfoCap::DmaAvail(avail) => {
-                    body.extend_from_slice(&avail.to_le_bytes());
-                    (CAP_DMA_AVAIL, 1)
-                }
-                Type1InfoCap::Unknown { id, version } => (*id, *version),
-            };
-            chain.extend_from_slice(&id.to_le_bytes());
-            chain.extend_from_slice(&version.to_le_bytes());
-            chain.extend_from_slice(&0u32.to_le_bytes()); // next, linked below
-            chain.extend_from_slice(&body);
-            // The kernel pads every capability so the next one is 8-byte aligned.
-            chain.resize(chain.len().next_multiple_of(8), 0);
+            cap.encode(&mut builder);
         }
-        for pair in starts.windows(2) {
-            let next = (INFO_SIZE + pair[1]) as u32;
-            chain[pair[0] + 4..pair[0] + 8].copy_from_slice(&next.to_le_bytes());
-        }
-
-        let needed = INFO_SIZE + chain.len();
-        let fits = argsz >= needed;
-        let (mut out_argsz, mut out_flags, mut cap_offset) = (argsz, flags, 0u32);
-        if !caps.is_empty() {
-            out_flags |= VFIO_IOMMU_INFO_CAPS;
-            if fits {
-                cap_offset = INFO_SIZE as u32;
-            } else {
-                out_argsz = needed;
-            }
-        }
-        let mut out = Vec::with_capacity(needed);
-        out.extend_from_slice(&(out_argsz as u32).to_le_bytes());
-        out.extend_from_slice(&out_flags.to_le_bytes());
+        let chain = builder.finish(INFO_SIZE);
+        let placement = place(argsz, INFO_SIZE, chain.len());
+        let flags = if placement.has_caps {
+            flags | VFIO_IOMMU_INFO_CAPS
+        } else {
+            flags
+        };
+        let mut out = Vec::with_capacity(INFO_SIZE + chain.len());
+        out.extend_from_slice(&(placement.argsz as u32).to_le_bytes());
+        out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&iova_pgsizes.to_le_bytes());
-        out.extend_from_slice(&cap_offset.to_le_bytes());
+        out.extend_from_slice(&placement.cap_offset.to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
         out.truncate(argsz.clamp(INFO_MINSZ, INFO_SIZE));
-        if cap_offset != 0 {
+        if placement.cap_offset != 0 {
             out.extend_from_slice(&chain);
         }
         out
