@@ -293,8 +293,8 @@ impl Iommufd for KernelIommufd {
             ..Default::default()
         };
         let ret = sys::hwpt_invalidate(self.fd(), &mut arg, entries);
-        // Copied back by the kernel on success and error alike (0 if refused before the
-        // ioctl is meaningless: the guard leaves `arg.entry_num` as sent).
+        // The kernel copies `entry_num` back on success and error alike; when the guard
+        // refused (EFAULT) no ioctl ran and it stays as sent.
         req.entry_num = arg.entry_num;
         ret
     }
