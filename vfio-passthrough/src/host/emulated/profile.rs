@@ -15,9 +15,7 @@ use crate::host::iommufd::{
     MOCK_FLAGS_DEVICE_HUGE_IOVA, MOCK_FLAGS_DEVICE_NO_DIRTY,
 };
 
-use super::vtd::{
-    IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17, VTD_ADDRESS_WIDTH, VTD_MSI_WINDOW, VtdIommu,
-};
+use super::vtd::{IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17, VTD_MSI_WINDOW, VtdIommu};
 
 /// `MOCK_IO_PAGE_SIZE`: the mock domain's page, half a CPU page.
 pub const MOCK_IO_PAGE_SIZE: u64 = super::PAGE_SIZE / 2;
@@ -92,7 +90,7 @@ impl IommuProfile {
     pub fn dirty_capable(&self) -> bool {
         match self {
             IommuProfile::Mock { flags } => flags & MOCK_FLAGS_DEVICE_NO_DIRTY == 0,
-            IommuProfile::Vtd(v) => v.dirty_tracking,
+            IommuProfile::Vtd(v) => v.dirty_supported(),
         }
     }
 
@@ -100,7 +98,7 @@ impl IommuProfile {
     pub fn max_pasid_log2(&self) -> u8 {
         match self {
             IommuProfile::Mock { .. } => 0,
-            IommuProfile::Vtd(v) => v.max_pasid_log2.min(20),
+            IommuProfile::Vtd(v) => v.pasid_width(),
         }
     }
 
@@ -120,7 +118,7 @@ impl IommuProfile {
             IommuProfile::Vtd(v) => Geometry {
                 pgsize_bitmap: v.pgsize_bitmap(),
                 aperture_start: 0,
-                aperture_last: (1u64 << VTD_ADDRESS_WIDTH) - 1,
+                aperture_last: (1u64 << v.width()) - 1,
             },
         }
     }
@@ -180,7 +178,7 @@ impl IommuProfile {
         let dirty = flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0;
         if let IommuProfile::Vtd(v) = self
             && nest
-            && !v.nesting
+            && !v.nesting_supported()
         {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -195,7 +193,7 @@ impl IommuProfile {
     pub(crate) fn check_nested_type(&self, data_type: u32) -> Result<(), Errno> {
         let (supported, wanted) = match self {
             IommuProfile::Mock { .. } => (true, IOMMU_HWPT_DATA_SELFTEST),
-            IommuProfile::Vtd(v) => (v.nesting, IOMMU_HWPT_DATA_VTD_S1),
+            IommuProfile::Vtd(v) => (v.nesting_supported(), IOMMU_HWPT_DATA_VTD_S1),
         };
         if !supported || data_type != wanted {
             return Err(Errno::EOPNOTSUPP);
@@ -280,5 +278,21 @@ mod tests {
             no_nest.check_nested_type(IOMMU_HWPT_DATA_VTD_S1),
             Err(Errno::EOPNOTSUPP)
         );
+    }
+
+    #[test]
+    fn qemu_legacy_vtd_offers_a_39_bit_domain_and_nothing_scalable() {
+        let p = IommuProfile::Vtd(VtdIommu::QEMU_LEGACY);
+        assert_eq!(p.geometry().aperture_last, (1 << 39) - 1);
+        assert!(!p.dirty_capable());
+        assert_eq!(p.hw_info().capabilities, 0);
+        assert_eq!(p.hw_info().max_pasid_log2, 0);
+        for flags in [
+            IOMMU_HWPT_ALLOC_NEST_PARENT,
+            IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+        ] {
+            assert_eq!(p.check_paging_alloc(flags, false), Err(Errno::EOPNOTSUPP));
+        }
+        assert_eq!(p.check_paging_alloc(0, false), Ok(()));
     }
 }

@@ -3,9 +3,14 @@
 //! The registers are composed so that every feature the profile offers is advertised the way
 //! `drivers/iommu/intel` reads it (`iommu.h`): scalable mode (`ECAP.SMTS`) under nesting
 //! (`ECAP.NEST`), dirty tracking (`ECAP.SLADS` with `ECAP.SMPWC`) and PASID (`ECAP.PASID`,
-//! `ECAP.PSS` = width - 1); second-level large pages in `CAP.SLLPS`; a 48-bit, 4-level address
-//! width (`CAP.SAGAW` bit 2, `CAP.MGAW` = 47); supervisor requests (`ECAP.SRS`) but no extended
-//! access flag (`ECAP.EAFS`) and no 5-level first stage (`CAP.FL5LP`).
+//! `ECAP.PSS` = width - 1); second-level large pages in `CAP.SLLPS`; the address width in
+//! `CAP.MGAW` and the matching table depth in `CAP.SAGAW` (39 bits: 3 levels, 48: 4, 57: 5);
+//! supervisor requests (`ECAP.SRS`) but no extended access flag (`ECAP.EAFS`) and no 5-level
+//! first stage (`CAP.FL5LP`).
+//!
+//! Without scalable mode (an IOMMU in legacy mode, such as QEMU's `intel-iommu` without
+//! `x-scalable-mode`) the driver offers none of nesting, dirty tracking and PASID, whatever the
+//! other fields say: 6.12 gates each on `sm_supported()`.
 
 use crate::errno::Errno;
 use crate::host::iommufd::uapi::{
@@ -25,22 +30,21 @@ pub struct VtdIommu {
     pub nesting: bool,
     /// PASID width in bits, 0 without PASID support (at most 20).
     pub max_pasid_log2: u8,
+    /// Scalable-mode translation (`ECAP.SMTS`); nesting, dirty tracking and PASID need it.
+    pub scalable_mode: bool,
+    /// Input address width in bits (`CAP.MGAW + 1`): 39, 48 or 57. Paging domains translate
+    /// `[0, 2^address_width)`.
+    pub address_width: u8,
 }
 
 impl Default for VtdIommu {
-    /// A current server IOMMU: 2 MiB and 1 GiB pages, dirty tracking, nesting, 20-bit PASIDs.
+    /// [`VtdIommu::DEFAULT`].
     fn default() -> Self {
-        VtdIommu {
-            pages_2m: true,
-            pages_1g: true,
-            dirty_tracking: true,
-            nesting: true,
-            max_pasid_log2: 20,
-        }
+        Self::DEFAULT
     }
 }
 
-/// The input address width of the profile.
+/// The input address width of the default profile.
 pub const VTD_ADDRESS_WIDTH: u32 = 48;
 /// The interrupt (MSI) window every device behind the IOMMU reserves.
 pub const VTD_MSI_WINDOW: (u64, u64) = (0xfee0_0000, 0xfeef_ffff);
@@ -48,11 +52,66 @@ pub const VTD_MSI_WINDOW: (u64, u64) = (0xfee0_0000, 0xfeef_ffff);
 pub const IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17: u32 = 1;
 
 impl VtdIommu {
+    /// A current server IOMMU: 2 MiB and 1 GiB pages, dirty tracking, nesting, 20-bit PASIDs,
+    /// scalable mode, 48-bit addresses.
+    pub const DEFAULT: VtdIommu = VtdIommu {
+        pages_2m: true,
+        pages_1g: true,
+        dirty_tracking: true,
+        nesting: true,
+        max_pasid_log2: 20,
+        scalable_mode: true,
+        address_width: VTD_ADDRESS_WIDTH as u8,
+    };
+
+    /// QEMU 7.2's `intel-iommu` as the kernel lab runs it (legacy mode, the default 39-bit
+    /// address width): 2 MiB and 1 GiB second-level pages (`CAP.SLLPS`), and no scalable mode,
+    /// hence no nesting, dirty tracking or PASID (measured in the lab's devices boot).
+    pub const QEMU_LEGACY: VtdIommu = VtdIommu {
+        pages_2m: true,
+        pages_1g: true,
+        dirty_tracking: false,
+        nesting: false,
+        max_pasid_log2: 0,
+        scalable_mode: false,
+        address_width: 39,
+    };
+
+    /// Nested translation as the driver offers it (`nested_supported()`).
+    pub fn nesting_supported(&self) -> bool {
+        self.scalable_mode && self.nesting
+    }
+
+    /// Dirty tracking as the driver offers it (`ssads_supported()`).
+    pub fn dirty_supported(&self) -> bool {
+        self.scalable_mode && self.dirty_tracking
+    }
+
+    /// The PASID width the driver offers (0: none; `pasid_supported()`, at most 20 bits).
+    pub fn pasid_width(&self) -> u8 {
+        if self.scalable_mode {
+            self.max_pasid_log2.min(20)
+        } else {
+            0
+        }
+    }
+
+    /// The input address width in bits, one of 39, 48 and 57 (another value in the field is
+    /// taken as the next one up, capped at 57).
+    pub fn width(&self) -> u32 {
+        match self.address_width {
+            0..=39 => 39,
+            40..=48 => 48,
+            _ => 57,
+        }
+    }
+
     /// The capability register (`CAP_REG`).
     pub fn cap_reg(&self) -> u64 {
         let nd = 6u64; // 64K domain ids
-        let sagaw = 1u64 << 2; // 4-level tables (48 bits)
-        let mgaw = (VTD_ADDRESS_WIDTH as u64 - 1) << 16;
+        // SAGAW bit 1: 3-level (39 bits), bit 2: 4-level (48), bit 3: 5-level (57).
+        let sagaw = 1u64 << ((self.width() - 30) / 9);
+        let mgaw = (u64::from(self.width()) - 1) << 16;
         let zlr = 1u64 << 22;
         let fro = 0x22u64 << 24; // fault recording registers at 0x220
         let sllps = (self.pages_2m as u64 | (self.pages_1g as u64) << 1) << 34;
@@ -75,21 +134,24 @@ impl VtdIommu {
             | 1 << 6 // PT
             | 1 << 7 // SC: snoop control
             | 0x50 << 8 // IRO: IOTLB registers at 0x500
-            | 0xf << 20 // MHMV
-            | 1 << 31 // SRS: supervisor requests
-            | 1 << 43 // SMTS: scalable mode
-            | 1 << 46 // SLTS
-            | 1 << 47 // FLTS
-            | 1 << 48; // SMPWC
-        if self.nesting {
+            | 0xf << 20; // MHMV
+        if self.scalable_mode {
+            e |= 1 << 31 // SRS: supervisor requests
+                | 1 << 43 // SMTS: scalable mode
+                | 1 << 46 // SLTS
+                | 1 << 47 // FLTS
+                | 1 << 48; // SMPWC
+        }
+        if self.nesting_supported() {
             e |= 1 << 26;
         }
-        if self.dirty_tracking {
+        if self.dirty_supported() {
             e |= 1 << 45; // SLADS
         }
-        if self.max_pasid_log2 > 0 {
+        let pasid = self.pasid_width();
+        if pasid > 0 {
             e |= 1 << 40; // PASID
-            e |= ((self.max_pasid_log2.min(20) as u64 - 1) & 0x1f) << 35; // PSS
+            e |= ((u64::from(pasid) - 1) & 0x1f) << 35; // PSS
             e |= 1 << 29; // PRS: page requests
         }
         e
@@ -171,12 +233,38 @@ mod tests {
             dirty_tracking: false,
             nesting: false,
             max_pasid_log2: 0,
+            ..VtdIommu::default()
         };
         let (cap, ecap) = (bare.cap_reg(), bare.ecap_reg());
         assert_eq!((cap >> 34) & 0xf, 0);
         assert!(!ecap_bit(cap, 56));
         assert!(!ecap_bit(ecap, 26) && !ecap_bit(ecap, 45) && !ecap_bit(ecap, 40));
         assert_eq!(bare.pgsize_bitmap(), 4096);
+    }
+
+    #[test]
+    fn legacy_mode_hides_every_scalable_mode_feature() {
+        // Features asked for but not backed by scalable mode are not offered.
+        let legacy = VtdIommu {
+            scalable_mode: false,
+            ..VtdIommu::default()
+        };
+        let ecap = legacy.ecap_reg();
+        for (bit, name) in [(43, "SMTS"), (26, "NEST"), (45, "SLADS"), (40, "PASID")] {
+            assert!(!ecap_bit(ecap, bit), "{name} advertised in legacy mode");
+        }
+        assert!(!legacy.nesting_supported() && !legacy.dirty_supported());
+        assert_eq!(legacy.pasid_width(), 0);
+
+        let qemu = VtdIommu::QEMU_LEGACY;
+        let cap = qemu.cap_reg();
+        assert_eq!(((cap >> 16) & 0x3f) + 1, 39, "MGAW");
+        assert_eq!((cap >> 8) & 0x1f, 0b10, "SAGAW: 3-level");
+        let wide = VtdIommu {
+            address_width: 57,
+            ..VtdIommu::default()
+        };
+        assert_eq!((wide.cap_reg() >> 8) & 0x1f, 0b1000, "SAGAW: 5-level");
     }
 
     #[test]
