@@ -48,6 +48,8 @@ pub struct Needs {
     pub cap_sys_resource: Option<bool>,
     /// A device behind a VT-d IOMMU.
     pub vtd: bool,
+    /// That VT-d IOMMU offers nested translation (scalable mode with `ECAP.NEST`).
+    pub vtd_nesting: bool,
 }
 
 impl Needs {
@@ -59,6 +61,7 @@ impl Needs {
         memlock: None,
         cap_sys_resource: None,
         vtd: false,
+        vtd_nesting: false,
     };
 
     /// A case using only the plain uAPI (no selftest interface).
@@ -92,6 +95,15 @@ impl Needs {
     /// This set of needs, with a VT-d device.
     pub const fn vtd(self) -> Self {
         Needs { vtd: true, ..self }
+    }
+
+    /// This set of needs, with a VT-d device whose IOMMU offers nesting.
+    pub const fn vtd_nesting(self) -> Self {
+        Needs {
+            vtd: true,
+            vtd_nesting: true,
+            ..self
+        }
     }
 }
 

@@ -7,8 +7,8 @@
 //! the bytes that should be mapped), so the same check works on the kernel.
 //!
 //! Backends ([`Backend`]): the emulated host ([`EmulatedBackend`], always; one column per
-//! configuration) and the kernel's iommufd ([`KernelBackend`], given an opener, where
-//! `/dev/iommu` exists). A case that needs what a backend lacks (the selftest interface, a
+//! configuration, or configured as one boot of the kernel lab) and the kernel's iommufd
+//! ([`KernelBackend`], on `/dev/iommu` where it exists). A case that needs what a backend lacks (the selftest interface, a
 //! kernel version, a VT-d device, control of the memlock limit) is skipped with the reason.
 //!
 //! Use [`run`] for a [`Report`] (a library API the lab runner calls), [`Report::render`] for
@@ -21,11 +21,12 @@ mod emulated;
 mod env;
 mod kernel;
 mod memory;
+pub mod process;
 mod report;
 
 pub use backend::{Backend, BackendInfo, Needs, Opened, Skip, Versions, VtdBinder};
 pub use case::{Case, Fail, Outcome};
-pub use emulated::EmulatedBackend;
+pub use emulated::{EmulatedBackend, Privileges};
 pub use env::Env;
 pub use kernel::{KernelBackend, KernelOpener};
 pub use memory::Buffer;

@@ -155,6 +155,6 @@ pub static ALL: &[Case] = cases![
     versions::map_file_is_enotty_before_6_13 => UAPI.versions(Versions::Range(V::V6_11, V::V6_13)),
     vtd::vtd_hw_info_reports_consistent_registers => UAPI.vtd().versions(Versions::From(V::V6_12)),
     vtd::vtd_devices_reserve_the_msi_window => UAPI.vtd(),
-    vtd::vtd_nested_hwpts_follow_the_intel_driver => MOCK.vtd().versions(Versions::From(V::V6_8)),
-    vtd::vtd_invalidations_follow_the_intel_driver => UAPI.vtd().versions(Versions::From(V::V6_8)),
+    vtd::vtd_nested_hwpts_follow_the_intel_driver => MOCK.vtd_nesting().versions(Versions::From(V::V6_8)),
+    vtd::vtd_invalidations_follow_the_intel_driver => UAPI.vtd_nesting().versions(Versions::From(V::V6_8)),
 ];

@@ -10,43 +10,65 @@ use crate::conformance::env::Env;
 
 const P: u64 = 4096;
 
-pub(super) fn vtd_hw_info_reports_consistent_registers(e: &mut Env) -> Result<(), Fail> {
-    let dev = e.vtd_device()?;
+/// The device's VT-d registers (`GET_HW_INFO`) and its hw_info answer.
+fn vtd_hw_info(e: &Env, dev_id: u32) -> Result<(HwInfo, HwInfoVtd), Fail> {
     let mut req = HwInfo {
-        dev_id: dev.dev_id(),
+        dev_id,
         ..Default::default()
     };
     let mut data = [0u8; HwInfoVtd::SIZE];
     e.ok("GET_HW_INFO", e.ctx.get_hw_info(&mut req, &mut data))?;
-    e.eq("type", req.data_type, IOMMU_HW_INFO_TYPE_INTEL_VTD)?;
-    e.eq("length", req.data_len as usize, HwInfoVtd::SIZE)?;
     let info = HwInfoVtd::from_bytes(&data).ok_or_else(|| Fail("short data".into()))?;
-    let bit = |r: u64, b: u32| (r >> b) & 1 == 1;
-    e.check("scalable mode (ECAP.SMTS)", bit(info.ecap_reg, 43))?;
-    let dirty = req.out_capabilities & IOMMU_HW_CAP_DIRTY_TRACKING != 0;
-    e.eq(
-        "dirty capability matches ECAP.SLADS",
-        dirty,
-        bit(info.ecap_reg, 45),
-    )?;
-    let pasid = req.out_max_pasid_log2;
-    e.eq(
-        "PASID width matches ECAP.PASID",
-        pasid > 0,
-        bit(info.ecap_reg, 40),
-    )?;
-    if pasid > 0 {
-        e.eq("ECAP.PSS", ((info.ecap_reg >> 35) & 0x1f) as u8 + 1, pasid)?;
-    }
-    e.eq("MGAW", ((info.cap_reg >> 16) & 0x3f) + 1, 48)
+    Ok((req, info))
 }
 
+/// `CAP.MGAW + 1`: the IOMMU's input address width.
+fn mgaw(info: &HwInfoVtd) -> u32 {
+    ((info.cap_reg >> 16) & 0x3f) as u32 + 1
+}
+
+/// Whatever the IOMMU (scalable or legacy mode, any width), what hw_info reports follows from
+/// its registers the way the 6.12 Intel driver derives it.
+pub(super) fn vtd_hw_info_reports_consistent_registers(e: &mut Env) -> Result<(), Fail> {
+    let dev = e.vtd_device()?;
+    let (req, info) = vtd_hw_info(e, dev.dev_id())?;
+    e.eq("type", req.data_type, IOMMU_HW_INFO_TYPE_INTEL_VTD)?;
+    e.eq("length", req.data_len as usize, HwInfoVtd::SIZE)?;
+    e.eq("flags: the SPR17 erratum, always reported", info.flags, 1)?;
+    let bit = |r: u64, b: u32| (r >> b) & 1 == 1;
+    let scalable = bit(info.ecap_reg, 43);
+    let dirty = req.out_capabilities & IOMMU_HW_CAP_DIRTY_TRACKING != 0;
+    e.eq(
+        "dirty capability = scalable mode with ECAP.SLADS and ECAP.SMPWC",
+        dirty,
+        scalable && bit(info.ecap_reg, 45) && bit(info.ecap_reg, 48),
+    )?;
+    let pasid = req.out_max_pasid_log2;
+    if pasid > 0 {
+        e.check(
+            "a PASID width needs scalable mode and ECAP.PASID",
+            scalable && bit(info.ecap_reg, 40),
+        )?;
+        e.check(
+            "the PASID width is at most ECAP.PSS + 1",
+            u64::from(pasid) <= ((info.ecap_reg >> 35) & 0x1f) + 1,
+        )?;
+    }
+    e.check(
+        "MGAW is 39, 48 or 57 bits",
+        matches!(mgaw(&info), 39 | 48 | 57),
+    )
+}
+
+/// Attached to an IOAS, a VT-d device's domain translates `[0, 2^MGAW)` less the interrupt
+/// window, which cannot be mapped.
 pub(super) fn vtd_devices_reserve_the_msi_window(e: &mut Env) -> Result<(), Fail> {
     let buf = e.buffer(1);
     let dev = e.vtd_device()?;
+    let (_, info) = vtd_hw_info(e, dev.dev_id())?;
     let a = e.ioas()?;
     e.ok("attach to the IOAS", dev.attach(None, a))?;
-    let top = (1u64 << 48) - 1;
+    let top = (1u64 << mgaw(&info)) - 1;
     e.eq(
         "ranges",
         e.ranges(a),
