@@ -177,17 +177,30 @@ pub fn feature_logging_start(
     unsafe { ioctl_mut(fd, VFIO_DEVICE_FEATURE, arg) }.map(drop)
 }
 
+/// Whether 6.12's `vfio_ioctl_device_feature_logging_report` refuses a report on its values
+/// alone, before touching the bitmap: a page size below 4 KiB or not a power of two (`EINVAL`),
+/// or `iova + length` overflowing (`EOVERFLOW`).
+fn logging_report_refused(report: &b::vfio_device_feature_dma_logging_report) -> bool {
+    report.page_size < 4096
+        || !report.page_size.is_power_of_two()
+        || report.iova.checked_add(report.length).is_none()
+}
+
 /// `VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT` into `bitmap` (`EFAULT` before the ioctl if the
-/// kernel's `iova_bitmap` could write past it).
+/// kernel's `iova_bitmap` could write past it). A report the kernel refuses on its values
+/// alone goes to the kernel whatever the slice, for the kernel's own errno.
 pub fn feature_logging_report(
     fd: BorrowedFd<'_>,
     arg: &mut FeatureArg<b::vfio_device_feature_dma_logging_report>,
     bitmap: &mut [u64],
 ) -> Result<(), Errno> {
-    check_bitmap_len(bitmap, arg.data.length, arg.data.page_size)?;
+    if !logging_report_refused(&arg.data) {
+        check_bitmap_len(bitmap, arg.data.length, arg.data.page_size)?;
+    }
     arg.data.bitmap = bitmap.as_mut_ptr() as u64;
-    // SAFETY: the kernel sets bits only in the words `iova_bitmap_words` counts, inside the
-    // slice (checked above), or refuses a zero page size first.
+    // SAFETY: either the kernel refuses the report before touching the bitmap (checked above,
+    // with its own rules), or it sets bits only in the words `iova_bitmap_words` counts, inside
+    // the slice (checked above).
     unsafe { ioctl_mut(fd, VFIO_DEVICE_FEATURE, arg) }.map(drop)
 }
 
@@ -345,5 +358,31 @@ mod tests {
             feature_logging_report(f.as_fd(), &mut arg, &mut bitmap),
             Err(Errno::ENOTTY)
         );
+    }
+
+    #[test]
+    fn reports_the_kernel_refuses_first_reach_the_kernel_whatever_the_slice() {
+        let f = std::fs::File::open("/dev/null").unwrap();
+        let mut empty: [u64; 0] = [];
+        for (iova, length, page_size) in [
+            (0, 1 << 20, 2048),
+            (0, 1 << 20, 3 * 4096),
+            (u64::MAX - 4095, 2 * 4096, 4096),
+        ] {
+            let mut arg = FeatureArg::new(
+                FEATURE_GET | 8,
+                b::vfio_device_feature_dma_logging_report {
+                    iova,
+                    length,
+                    page_size,
+                    bitmap: 0,
+                },
+            );
+            // ENOTTY: /dev/null got the call, as the kernel would.
+            assert_eq!(
+                feature_logging_report(f.as_fd(), &mut arg, &mut empty),
+                Err(Errno::ENOTTY)
+            );
+        }
     }
 }

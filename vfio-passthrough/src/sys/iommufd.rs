@@ -191,40 +191,100 @@ pub fn hwpt_set_dirty_tracking(
     plain(fd, IOMMU_HWPT_SET_DIRTY_TRACKING, arg)
 }
 
+/// Whether `iommufd_check_iova_range` refuses the range of a dirty-bitmap request with a
+/// non-zero length on its values alone, before the kernel looks at the bitmap, on every kernel
+/// since 6.7: `iova + length - 1` overflows (`EOVERFLOW`), `page_size` is 0, or `iova` or the
+/// end is not a multiple of `page_size` (`EINVAL`). Checks that depend on the HWPT (its IOAS's
+/// alignment) or on fields newer kernels may give a meaning (flags, `__reserved`) are left out:
+/// they can only refuse more.
+fn dirty_range_refused(arg: &b::iommu_hwpt_get_dirty_bitmap) -> bool {
+    let Some(last) = arg.iova.checked_add(arg.length.wrapping_sub(1)) else {
+        return true;
+    };
+    if arg.page_size == 0 {
+        return true;
+    }
+    let mask = arg.page_size - 1;
+    arg.iova & mask != 0 || last.wrapping_add(1) & mask != 0
+}
+
 /// `IOMMU_HWPT_GET_DIRTY_BITMAP` into `bitmap`; `EFAULT` before the ioctl if the kernel could
-/// write past it (see [`super::iova_bitmap_words`]).
+/// write past it (see [`super::iova_bitmap_words`]). Requests the kernel refuses before touching
+/// any bitmap reach the kernel whatever the slice, so the caller gets the kernel's own errno:
+///
+/// - a range refused on its values (see `dirty_range_refused`);
+/// - a zero `length`: 6.12 stable (6.12.117, measured) and later refuse it with `EINVAL` first.
+///   The first 6.12 releases refused it with `EOVERFLOW`, except at IOVA 0, where they walked
+///   the whole address space; so it is sent with no bitmap (`data` 0) and
+///   `IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR` added, which there writes and clears nothing.
 pub fn hwpt_get_dirty_bitmap(
     fd: BorrowedFd<'_>,
     arg: &mut b::iommu_hwpt_get_dirty_bitmap,
     bitmap: &mut [u64],
 ) -> Result<(), Errno> {
-    check_bitmap_len(bitmap, arg.length, arg.page_size)?;
     arg.size = size_of::<b::iommu_hwpt_get_dirty_bitmap>();
+    if arg.length == 0 {
+        arg.data = 0;
+        arg.flags |= DIRTY_BITMAP_NO_CLEAR;
+        // SAFETY: the struct points at no memory of ours; a kernel that gets past its range
+        // checks finds no bitmap to write (a failed pin only drops the bits) and clears nothing.
+        return unsafe { ioctl_mut(fd, IOMMU_HWPT_GET_DIRTY_BITMAP, arg) }.map(drop);
+    }
+    if !dirty_range_refused(arg) {
+        check_bitmap_len(bitmap, arg.length, arg.page_size)?;
+    }
     arg.data = bitmap.as_mut_ptr() as u64;
-    // SAFETY: the kernel sets bits only in the words `iova_bitmap_words` counts, all inside the
-    // slice (checked above), or refuses a zero page size before touching it.
+    // SAFETY: either the kernel refuses the range before touching the bitmap (checked above,
+    // with its own rules), or it sets bits only in the words `iova_bitmap_words` counts, all
+    // inside the slice (checked above).
     unsafe { ioctl_mut(fd, IOMMU_HWPT_GET_DIRTY_BITMAP, arg) }.map(drop)
+}
+
+/// `IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR`.
+const DIRTY_BITMAP_NO_CLEAR: u32 = 1;
+
+/// `IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX` (6.12 stable): the most entries one call may pass.
+const INVALIDATE_ENTRY_NUM_MAX: u32 = 1 << 19;
+
+/// The kernel's page size (the bound 6.12 stable puts on `entry_len`).
+fn kernel_page_size() -> u64 {
+    // SAFETY: sysconf only reads a value.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
 }
 
 /// `IOMMU_HWPT_INVALIDATE` with `entries` (`entry_num * entry_len` bytes must fit, else
 /// `EFAULT` before the ioctl). The kernel writes `entry_num` back also on error.
+///
+/// A short `entries` slice still reaches the kernel, with no data pointer, when the kernel
+/// refuses the call before reading any entry whatever the pointer: a non-zero `__reserved`
+/// (`EOPNOTSUPP`, every kernel), or an `entry_len` over the page size or an `entry_num` over
+/// 2^19 (`EINVAL`, 6.12 stable and later; earlier kernels refuse the null pointer with the same
+/// `EINVAL`). So the caller gets the kernel's own errno, and the kernel never reads past the
+/// slice.
 pub fn hwpt_invalidate(
     fd: BorrowedFd<'_>,
     arg: &mut b::iommu_hwpt_invalidate,
     entries: &[u8],
 ) -> Result<(), Errno> {
     let needed = u64::from(arg.entry_num) * u64::from(arg.entry_len);
-    if needed > entries.len() as u64 {
-        return Err(Errno::EFAULT);
-    }
     arg.size = size_of::<b::iommu_hwpt_invalidate>();
     arg.data_uptr = if entries.is_empty() {
         0
     } else {
         entries.as_ptr() as u64
     };
-    // SAFETY: the kernel reads at most `entry_num * entry_len` bytes at `data_uptr`, inside the
-    // slice (checked above).
+    if needed > entries.len() as u64 {
+        let refused = arg.__reserved != 0
+            || u64::from(arg.entry_len) > kernel_page_size()
+            || arg.entry_num > INVALIDATE_ENTRY_NUM_MAX;
+        if !refused {
+            return Err(Errno::EFAULT);
+        }
+        arg.data_uptr = 0;
+    }
+    // SAFETY: the kernel reads at most `entry_num * entry_len` bytes at `data_uptr`: inside the
+    // slice (checked above), or nothing, when the pointer is null (refused before any read).
     unsafe { ioctl_mut(fd, IOMMU_HWPT_INVALIDATE, arg) }.map(drop)
 }
 
@@ -324,9 +384,9 @@ mod tests {
             hwpt_invalidate(f.as_fd(), &mut arg, &[0u8; 47]),
             Err(Errno::EFAULT)
         );
-        // u32 * u32 does not wrap into a small product.
-        arg.entry_len = u32::MAX;
-        arg.entry_num = u32::MAX;
+        // The largest call the kernel takes (a page per entry, 2^19 entries) needs 2 GiB.
+        arg.entry_len = kernel_page_size() as u32;
+        arg.entry_num = INVALIDATE_ENTRY_NUM_MAX;
         assert_eq!(
             hwpt_invalidate(f.as_fd(), &mut arg, &[0u8; 64]),
             Err(Errno::EFAULT)
@@ -337,6 +397,30 @@ mod tests {
             hwpt_invalidate(f.as_fd(), &mut arg, &[0u8; 48]),
             Err(Errno::ENOTTY)
         );
+    }
+
+    #[test]
+    fn invalidations_the_kernel_refuses_first_reach_it_without_a_pointer() {
+        let f = not_iommufd();
+        let page = kernel_page_size() as u32;
+        for (entry_len, entry_num, reserved) in [
+            (page + 1, 1, 0),
+            (8, INVALIDATE_ENTRY_NUM_MAX + 1, 0),
+            (24, 2, 1),
+        ] {
+            let mut arg = b::iommu_hwpt_invalidate {
+                entry_len,
+                entry_num,
+                __reserved: reserved,
+                ..Default::default()
+            };
+            // ENOTTY: /dev/null got the call, as the kernel would, with no data pointer.
+            assert_eq!(
+                hwpt_invalidate(f.as_fd(), &mut arg, &[0u8; 16]),
+                Err(Errno::ENOTTY)
+            );
+            assert_eq!(arg.data_uptr, 0);
+        }
     }
 
     #[test]
@@ -357,5 +441,55 @@ mod tests {
             hwpt_get_dirty_bitmap(f.as_fd(), &mut arg, &mut bitmap),
             Err(Errno::ENOTTY)
         );
+    }
+
+    #[test]
+    fn a_zero_length_reaches_the_kernel_with_no_bitmap_and_no_clearing() {
+        let f = not_iommufd();
+        let mut bitmap = [0u64; 1];
+        for iova in [0, 0x1000] {
+            let mut arg = b::iommu_hwpt_get_dirty_bitmap {
+                iova,
+                length: 0,
+                page_size: 4096,
+                ..Default::default()
+            };
+            assert_eq!(
+                hwpt_get_dirty_bitmap(f.as_fd(), &mut arg, &mut bitmap),
+                Err(Errno::ENOTTY)
+            );
+            assert_eq!(arg.data, 0);
+            assert_eq!(arg.flags, DIRTY_BITMAP_NO_CLEAR);
+        }
+    }
+
+    #[test]
+    fn ranges_the_kernel_refuses_first_reach_the_kernel_whatever_the_slice() {
+        let f = not_iommufd();
+        let mut empty: [u64; 0] = [];
+        let refused = [
+            // the range wraps (EOVERFLOW).
+            (u64::MAX - 4095, 2 * 4096, 4096),
+            // page size 0 (EINVAL).
+            (0, 1 << 20, 0),
+            // IOVA or end off the page size (EINVAL).
+            (0x800, 1 << 20, 4096),
+            (0, (1 << 20) + 0x800, 4096),
+        ];
+        for (iova, length, page_size) in refused {
+            assert!(length != 0, "zero lengths have their own path");
+            let mut arg = b::iommu_hwpt_get_dirty_bitmap {
+                iova,
+                length,
+                page_size,
+                ..Default::default()
+            };
+            // ENOTTY: /dev/null got the call, as the kernel would.
+            assert_eq!(
+                hwpt_get_dirty_bitmap(f.as_fd(), &mut arg, &mut empty),
+                Err(Errno::ENOTTY),
+                "iova {iova:#x} length {length:#x} page {page_size:#x}"
+            );
+        }
     }
 }

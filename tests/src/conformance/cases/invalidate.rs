@@ -49,6 +49,47 @@ pub(super) fn invalidate_needs_a_nested_hwpt(e: &mut Env) -> Result<(), Fail> {
     )
 }
 
+/// 6.12 stable bounds one call before looking up the HWPT (measured on 6.12.117): an entry
+/// longer than a page, or more than 2^19 entries, is `EINVAL` even for a missing HWPT.
+pub(super) fn each_call_is_bounded_before_the_hwpt_is_looked_up(e: &mut Env) -> Result<(), Fail> {
+    let (_, n) = nested(e)?;
+    let call = |hwpt_id, entry_len, entry_num, bytes: &[u8]| {
+        let mut req = HwptInvalidate {
+            hwpt_id,
+            data_type: SEL,
+            entry_len,
+            entry_num,
+            reserved: 0,
+        };
+        match e.ctx.hwpt_invalidate(&mut req, bytes) {
+            Ok(()) => Ok(req.entry_num),
+            Err(err) => Err((err, req.entry_num)),
+        }
+    };
+    let page = vec![0u8; 4097];
+    e.eq(
+        "an entry of a page and a byte, missing HWPT",
+        call(999, 4097, 1, &page),
+        Err((Errno::EINVAL, 0)),
+    )?;
+    e.eq(
+        "2^19 + 1 entries, missing HWPT",
+        call(999, 8, (1 << 19) + 1, &page[..16]),
+        Err((Errno::EINVAL, 0)),
+    )?;
+    e.eq(
+        "a page-long entry is only longer than the struct",
+        call(n, 4096, 1, &page[..4096]),
+        Err((Errno::EINVAL, 0)),
+    )?;
+    e.eq(
+        "a page-long entry, missing HWPT",
+        call(999, 4096, 1, &page[..4096]),
+        Err((Errno::ENOENT, 0)),
+    )?;
+    iotlb(e, n, [DEF; 4])
+}
+
 pub(super) fn zero_entries_probe_the_data_type(e: &mut Env) -> Result<(), Fail> {
     let (_, n) = nested(e)?;
     e.eq("supported type", e.invalidate_mock(n, SEL, 8, &[]), Ok(0))?;

@@ -15,12 +15,14 @@ use super::hwpt::{HwptNested, Invalidation, NestedTable, Stage1};
 use super::objects::Object;
 use super::page_table::BitmapOut;
 use super::profile::{IommuProfile, MOCK_NESTED_DOMAIN_IOTLB_NUM, check_data_len};
-use super::vtd;
+use super::{PAGE_SIZE, vtd};
 
 /// `struct iommu_hwpt_invalidate_selftest`: `{u32 flags, u32 iotlb_id}`.
 const SELFTEST_INVALIDATE_SIZE: usize = 8;
 /// `struct iommu_hwpt_selftest`: `{u32 iotlb}`.
 const SELFTEST_DATA_SIZE: usize = 4;
+/// `IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX` (6.12 stable): the most entries one call may pass.
+const INVALIDATE_ENTRY_NUM_MAX: u32 = 1 << 19;
 
 impl Context {
     /// `IOMMU_HWPT_ALLOC`.
@@ -199,6 +201,11 @@ impl Context {
         let hwpt = self.objects.hwpt_paging(req.hwpt_id)?;
         let (ioas_id, domain) = (hwpt.ioas_id, hwpt.domain.clone());
         let ioas = self.objects.ioas(ioas_id)?;
+        // 6.12 stable (measured on 6.12.117) refuses a zero length before its overflow check;
+        // the first 6.12 releases answered EOVERFLOW (or, at IOVA 0, read the whole space).
+        if req.length == 0 {
+            return Err(Errno::EINVAL);
+        }
         let last = req
             .iova
             .checked_add(req.length.wrapping_sub(1))
@@ -256,7 +263,14 @@ impl Context {
         if req.reserved != 0 {
             return Err(Errno::EOPNOTSUPP);
         }
-        if req.entry_num != 0 && (entries.is_empty() || req.entry_len == 0) {
+        // 6.12 stable bounds one call (measured on 6.12.117): entries over a page or more than
+        // 2^19 of them are refused before the HWPT is looked up.
+        if req.entry_num != 0
+            && (entries.is_empty()
+                || req.entry_len == 0
+                || u64::from(req.entry_len) > PAGE_SIZE
+                || req.entry_num > INVALIDATE_ENTRY_NUM_MAX)
+        {
             return Err(Errno::EINVAL);
         }
         let n = self.objects.hwpt_nested(req.hwpt_id)?;

@@ -21,6 +21,9 @@ use super::objects::{Object, SelftestObj};
 use super::profile::{Driver, IommuProfile, MOCK_IO_PAGE_SIZE};
 use super::{PAGE_SHIFT, PAGE_SIZE};
 
+/// `SZ_16M * BITS_PER_BYTE`: the most pages one `IOMMU_TEST_OP_DIRTY` may mark (6.12 stable).
+const MOCK_DIRTY_MAX_BITS: u64 = (16 << 20) * 8;
+
 impl Context {
     fn mock_domain(&mut self, req: &mut MockDomain) -> Result<(), Errno> {
         let op = if req.dev_flags != 0 {
@@ -150,11 +153,15 @@ impl Context {
         if page_size == 0 || length == 0 || iova % page_size != 0 || length % page_size != 0 {
             return Err(Errno::EINVAL);
         }
+        let max = length / page_size;
+        // 6.12 stable (measured on 6.12.117): at most a 16 MiB bitmap, checked before the HWPT.
+        if max > MOCK_DIRTY_MAX_BITS {
+            return Err(Errno::EOVERFLOW);
+        }
         let domain = self.mock_paging(hwpt_id)?;
         if !domain.dirty_tracking() {
             return Err(Errno::EINVAL);
         }
-        let max = length / page_size;
         if (bitmap.len() as u64) < max.div_ceil(64) {
             return Err(Errno::EFAULT);
         }
@@ -193,7 +200,13 @@ impl Context {
         addr: u64,
     ) -> Result<(), Errno> {
         self.features().test_op(TestOp::TriggerIopf)?;
-        self.objects.device(dev_id)?;
+        // 6.12 stable (6.12.117) raises faults only from the selftest's own mock devices.
+        if !matches!(
+            self.objects.device(dev_id)?.profile,
+            IommuProfile::Mock { .. }
+        ) {
+            return Err(Errno::EINVAL);
+        }
         let pasid = (pasid != 0).then_some(pasid);
         // find_fault_handler: the PASID's attachment, else (user-managed PASID tables) the
         // nested HWPT of the RID; the RID's attachment for requests without PASID.

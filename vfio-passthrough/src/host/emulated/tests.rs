@@ -303,6 +303,24 @@ fn fault_queues_deliver_iopfs_of_the_attached_device() {
 }
 
 #[test]
+fn only_selftest_mock_devices_can_raise_iopfs() {
+    // 6.12 stable (6.12.117) refuses TRIGGER_IOPF for a device that is not a mock device.
+    let c = ctx(1 << 20);
+    let vtd = c.bind(IommuProfile::Vtd(VtdIommu::DEFAULT)).unwrap();
+    assert_eq!(
+        c.mock_trigger_iopf(vtd.dev_id(), 0, 0, 1, 0x1000),
+        Err(Errno::EINVAL)
+    );
+    let a = ioas(&c);
+    let stdev = mock(&c, a);
+    assert_eq!(
+        c.mock_trigger_iopf(stdev.out_idev_id, 0, 0, 1, 0x1000),
+        Ok(())
+    );
+    assert_eq!(c.mock_trigger_iopf(a, 0, 0, 1, 0x1000), Err(Errno::ENOENT));
+}
+
+#[test]
 fn kernel_versions_gate_ioctls_and_fields() {
     let c = EmulatedHost::new(HostConfig::unprivileged(0).with_kernel(KernelVersion::V6_2))
         .open_iommufd();

@@ -85,7 +85,8 @@ pub trait Iommufd: Send + Sync + Debug {
     fn hwpt_set_dirty_tracking(&self, req: &HwptSetDirtyTracking) -> Result<(), Errno>;
 
     /// `IOMMU_HWPT_GET_DIRTY_BITMAP`: ORs dirty bits into `bitmap`. `EFAULT` if `bitmap` is
-    /// shorter than `length / page_size` bits.
+    /// shorter than `length / page_size` bits, once every other check passed (a range the
+    /// kernel refuses, such as a zero `length`, gets the kernel's errno whatever the slice).
     fn hwpt_get_dirty_bitmap(
         &self,
         req: &HwptGetDirtyBitmap,
