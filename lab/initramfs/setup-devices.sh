@@ -1,5 +1,5 @@
-# Sourced by /init in the "devices" boot: binds QEMU's edu and nvme to vfio-pci and creates one
-# mtty mdev. A step that fails is reported here and left for the `environment` group's cases to
+# Sourced by /init in the "devices" boot: binds QEMU's edu and nvme to vfio-pci and creates four
+# mtty mdevs. A step that fails is reported here and left for the `environment` group's cases to
 # fail on, so the runner still runs and reports everything else.
 
 # shellcheck shell=sh disable=SC3043 # busybox ash has `local`
@@ -25,9 +25,13 @@ for dev in /sys/bus/pci/devices/*; do
     fi
 done
 
-mtty_uuid="$(cat /proc/sys/kernel/random/uuid)"
-if echo "$mtty_uuid" >/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2/create; then
-    echo "lab-init: mtty mdev $mtty_uuid created"
-else
-    echo "lab-init: creating the mtty mdev failed"
-fi
+# Four mtty mdevs (type mtty-2, two ports each): the migration cases save two of them and
+# restore into the other two. Keep the count in step with MTTY_COUNT in tests/src/lab/sysfs.rs.
+for _ in 1 2 3 4; do
+    mtty_uuid="$(cat /proc/sys/kernel/random/uuid)"
+    if echo "$mtty_uuid" >/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2/create; then
+        echo "lab-init: mtty mdev $mtty_uuid created"
+    else
+        echo "lab-init: creating an mtty mdev failed"
+    fi
+done

@@ -14,8 +14,10 @@ use thiserror::Error;
 pub const EDU_ID: (u16, u16) = (0x1234, 0x11e8);
 /// PCI class code (class, subclass, prog-if) of an NVM Express controller.
 pub const NVME_CLASS: u32 = 0x01_08_02;
-/// The mdev type the lab instantiates once in the devices boot.
+/// The mdev type the lab instantiates in the devices boot.
 pub const MTTY_TYPE: &str = "mtty-2";
+/// How many `mtty-2` mdevs `lab/initramfs/setup-devices.sh` creates.
+pub const MTTY_COUNT: usize = 4;
 
 /// A lab device that is not where the lab promises it.
 #[derive(Debug, Error)]
@@ -162,15 +164,25 @@ impl SysRoot {
         Ok(devices)
     }
 
-    /// The lab's `mtty` mdev (type `mtty-2`).
+    /// The lab's first `mtty` mdev (type `mtty-2`) by UUID.
     pub fn mtty(&self) -> Result<MdevDevice, LabDeviceError> {
-        self.mdev_devices()?
+        self.mttys()?
             .into_iter()
-            .find(|m| m.type_name == MTTY_TYPE)
+            .next()
             .ok_or_else(|| LabDeviceError::NotFound {
                 what: format!("mdev of type {MTTY_TYPE}"),
                 path: self.path("/sys/bus/mdev/devices"),
             })
+    }
+
+    /// Every `mtty` mdev of type `mtty-2`, sorted by UUID (the devices boot creates
+    /// [`MTTY_COUNT`]: sources and destinations for migration).
+    pub fn mttys(&self) -> Result<Vec<MdevDevice>, LabDeviceError> {
+        Ok(self
+            .mdev_devices()?
+            .into_iter()
+            .filter(|m| m.type_name == MTTY_TYPE)
+            .collect())
     }
 
     /// The names of the IOMMUs the kernel registered (`dmar0` for intel-iommu,

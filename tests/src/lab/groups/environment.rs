@@ -8,9 +8,11 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
+use vfio_passthrough::host::emulated::VtdIommu;
+
 use crate::lab::case::Case;
 use crate::lab::outcome::{Boot, Outcome};
-use crate::lab::sysfs::{PciFunction, SysRoot};
+use crate::lab::sysfs::{MTTY_COUNT, MdevDevice, PciFunction, SysRoot};
 
 /// The group's cases for a boot.
 pub fn cases(boot: Boot) -> Vec<Case> {
@@ -30,6 +32,10 @@ pub fn cases(boot: Boot) -> Vec<Case> {
             Case::kernel_only("intel-iommu-legacy-mode", || {
                 check(intel_iommu_legacy_mode())
             }),
+            // The conformance group's emulated column models this IOMMU.
+            Case::kernel_only("intel-iommu-matches-the-emulated-profile", || {
+                check(intel_iommu_matches_profile())
+            }),
             Case::kernel_only("edu-bound-to-vfio-pci", || {
                 check(
                     SysRoot::system()
@@ -47,7 +53,7 @@ pub fn cases(boot: Boot) -> Vec<Case> {
                 )
             }),
             Case::kernel_only("vfio-group-nodes", || check(vfio_group_nodes())),
-            Case::kernel_only("mtty-mdev-has-vfio-cdev", || check(mtty_has_cdev())),
+            Case::kernel_only("mtty-mdevs-have-vfio-cdevs", || check(mtty_has_cdev())),
         ]),
     }
     cases
@@ -141,6 +147,55 @@ fn intel_iommu_legacy_mode() -> Result<(), String> {
     }
 }
 
+/// A register of the first intel-iommu, from sysfs (hex).
+fn dmar_register(name: &str) -> Result<u64, String> {
+    let root = SysRoot::system();
+    let dmars = intel_iommus(&root)?;
+    let first = dmars
+        .first()
+        .ok_or("no dmar* in /sys/class/iommu: intel-iommu is not active")?;
+    let path = root.path(&format!("/sys/class/iommu/{first}/intel-iommu/{name}"));
+    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    u64::from_str_radix(text.trim(), 16)
+        .map_err(|_| format!("{} holds {:?}, not hex", path.display(), text.trim()))
+}
+
+/// The register fields the emulated VT-d profile's behaviour follows from: address width
+/// (CAP.MGAW, CAP.SAGAW), second-level large pages (CAP.SLLPS), scalable mode, nesting, dirty
+/// tracking and PASID (ECAP.SMTS, NEST, SLADS, PASID).
+fn intel_iommu_matches_profile() -> Result<(), String> {
+    let (cap, ecap) = (dmar_register("cap")?, dmar_register("ecap")?);
+    let profile = VtdIommu::QEMU_LEGACY;
+    let field = |reg: u64, shift: u32, bits: u32| (reg >> shift) & ((1 << bits) - 1);
+    let fields = |cap: u64, ecap: u64| {
+        [
+            ("CAP.MGAW", field(cap, 16, 6)),
+            ("CAP.SAGAW", field(cap, 8, 5)),
+            ("CAP.SLLPS", field(cap, 34, 4)),
+            ("ECAP.SMTS", field(ecap, 43, 1)),
+            ("ECAP.NEST", field(ecap, 26, 1)),
+            ("ECAP.SLADS", field(ecap, 45, 1)),
+            ("ECAP.PASID", field(ecap, 40, 1)),
+        ]
+    };
+    let lab = fields(cap, ecap);
+    let modelled = fields(profile.cap_reg(), profile.ecap_reg());
+    let differ: Vec<String> = lab
+        .iter()
+        .zip(&modelled)
+        .filter(|(l, m)| l.1 != m.1)
+        .map(|(l, m)| format!("{} {:#x} (emulated {:#x})", l.0, l.1, m.1))
+        .collect();
+    if differ.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the lab's intel-iommu (cap {cap:#x}, ecap {ecap:#x}) differs from VtdIommu::QEMU_LEGACY: {}",
+            differ.join(", ")
+        ))
+    }
+}
+
 fn bound_to_vfio(function: PciFunction) -> Result<(), String> {
     let driver = function.driver();
     if driver.as_deref() != Some("vfio-pci") {
@@ -170,7 +225,17 @@ fn vfio_group_nodes() -> Result<(), String> {
 }
 
 fn mtty_has_cdev() -> Result<(), String> {
-    let mtty = SysRoot::system().mtty().map_err(|e| e.to_string())?;
+    let mttys = SysRoot::system().mttys().map_err(|e| e.to_string())?;
+    if mttys.len() != MTTY_COUNT {
+        return Err(format!(
+            "{} mtty mdevs, expected {MTTY_COUNT} (setup-devices.sh)",
+            mttys.len()
+        ));
+    }
+    mttys.into_iter().try_for_each(mtty_bound_with_cdev)
+}
+
+fn mtty_bound_with_cdev(mtty: MdevDevice) -> Result<(), String> {
     if mtty.driver().as_deref() != Some("mtty") {
         return Err(format!(
             "mdev {} is bound to {:?}, expected mtty",

@@ -3,6 +3,7 @@
 
 use super::case::GroupDef;
 
+pub mod conformance;
 pub mod environment;
 pub mod kernel_edu;
 pub mod kernel_iommufd;
@@ -37,6 +38,10 @@ pub const ALL: &[GroupDef] = &[
     GroupDef {
         name: "kernel-mtty",
         cases: kernel_mtty::cases,
+    },
+    GroupDef {
+        name: "conformance",
+        cases: conformance::cases,
     },
 ];
 
