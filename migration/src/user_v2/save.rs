@@ -44,7 +44,8 @@ pub struct PrecopyReport {
 
 /// Reads a PRE_COPY stream into `sink` until the initial bytes are sent and the dirty bytes are
 /// at most `policy.dirty_threshold` (or the device has nothing for now with no initial bytes
-/// left), or until `policy.max_bytes` were sent. May be called again for another pass.
+/// left: `ENOMSG`, or a read of 0 bytes as some drivers answer), or until `policy.max_bytes`
+/// were sent. May be called again for another pass.
 pub fn save_precopy<S: DataStream + ?Sized, W: Write + ?Sized>(
     stream: &mut S,
     sink: &mut W,
@@ -84,18 +85,16 @@ pub fn save_precopy<S: DataStream + ?Sized, W: Write + ?Sized>(
                     })?;
                 bytes += n as u64;
             }
-            ReadOutcome::NoDataNow if info.initial_bytes == 0 => return Ok(report(true)),
-            ReadOutcome::NoDataNow => {
+            // PRE_COPY's temporary end of stream: the uAPI asks for `ENOMSG`, but a read of 0
+            // bytes means the same here (Linux's own mtty sample answers 0 when drained, measured
+            // on 6.12); the session goes on into STOP_COPY either way.
+            ReadOutcome::NoDataNow | ReadOutcome::End if info.initial_bytes == 0 => {
+                return Ok(report(true));
+            }
+            ReadOutcome::NoDataNow | ReadOutcome::End => {
                 return Err(V2UserError::PrecopyStalled {
                     offset: bytes,
                     initial_bytes: info.initial_bytes,
-                });
-            }
-            ReadOutcome::End => {
-                return Err(V2UserError::BadStreamEnd {
-                    state: DeviceState::PreCopy,
-                    offset: bytes,
-                    what: "ended, which only STOP_COPY may do",
                 });
             }
         }

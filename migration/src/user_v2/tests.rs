@@ -356,3 +356,68 @@ fn stop_copy_of_a_pre_copying_device_needs_its_stream_and_moves_nothing_without_
     );
     assert_eq!(src.state().unwrap(), PreCopy);
 }
+
+/// A PRE_COPY stream that answers scripted PRECOPY_INFOs and reads (data reads fill with 0xab).
+struct Scripted {
+    infos: Vec<PrecopyInfo>,
+    reads: Vec<Result<ReadOutcome, Errno>>,
+}
+
+impl DataStream for Scripted {
+    fn read(&mut self, buf: &mut [u8]) -> Result<ReadOutcome, Errno> {
+        let next = self.reads.remove(0);
+        if let Ok(ReadOutcome::Data(n)) = next {
+            buf[..n].fill(0xab);
+        }
+        next
+    }
+    fn write(&mut self, _data: &[u8]) -> Result<usize, Errno> {
+        Err(Errno::EINVAL)
+    }
+    fn precopy_info(&mut self) -> Result<PrecopyInfo, Errno> {
+        Ok(self.infos.remove(0))
+    }
+}
+
+fn info(initial_bytes: u64, dirty_bytes: u64) -> PrecopyInfo {
+    PrecopyInfo {
+        initial_bytes,
+        dirty_bytes,
+    }
+}
+
+#[test]
+fn a_precopy_read_of_zero_bytes_is_the_temporary_end_as_mtty_answers_it() {
+    // The device reports dirty state above the threshold, but its stream is drained for now and
+    // it says so with read() = 0 rather than ENOMSG.
+    let mut stream = Scripted {
+        infos: vec![info(4, 100), info(0, 100)],
+        reads: vec![Ok(ReadOutcome::Data(4)), Ok(ReadOutcome::End)],
+    };
+    let mut saved = Vec::new();
+    let report = save_precopy(&mut stream, &mut saved, &policy(0)).unwrap();
+    assert!(report.converged);
+    assert_eq!(report.bytes, 4);
+    assert_eq!(saved, [0xab; 4]);
+}
+
+#[test]
+fn precopy_ending_with_initial_bytes_left_is_a_stall_however_it_is_said() {
+    for end in [Ok(ReadOutcome::End), Ok(ReadOutcome::NoDataNow)] {
+        let mut stream = Scripted {
+            infos: vec![info(8, 0)],
+            reads: vec![end],
+        };
+        let err = save_precopy(&mut stream, &mut Vec::new(), &policy(0)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                V2UserError::PrecopyStalled {
+                    offset: 0,
+                    initial_bytes: 8
+                }
+            ),
+            "{err:?}"
+        );
+    }
+}

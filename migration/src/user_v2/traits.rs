@@ -12,7 +12,9 @@ pub enum ReadOutcome {
     Data(usize),
     /// PRE_COPY has nothing more for now (`read` failed with `ENOMSG`).
     NoDataNow,
-    /// The end of the stream (`read` returned 0): STOP_COPY has sent everything.
+    /// The end of the stream (`read` returned 0): STOP_COPY has sent everything. In PRE_COPY
+    /// some drivers (Linux's mtty sample) answer 0 instead of `ENOMSG` at the temporary end, so
+    /// the PRE_COPY loop takes it as "no data for now".
     End,
 }
 
