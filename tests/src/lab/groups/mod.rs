@@ -7,6 +7,7 @@ pub mod conformance;
 pub mod environment;
 pub mod kernel_edu;
 pub mod kernel_iommufd;
+pub mod kernel_migration;
 pub mod kernel_mtty;
 pub mod kernel_support;
 pub mod kernel_type1;
@@ -38,6 +39,10 @@ pub const ALL: &[GroupDef] = &[
     GroupDef {
         name: "kernel-mtty",
         cases: kernel_mtty::cases,
+    },
+    GroupDef {
+        name: "kernel-migration",
+        cases: kernel_migration::cases,
     },
     GroupDef {
         name: "conformance",
