@@ -188,7 +188,9 @@ mod tests {
     #[test]
     fn only_the_host_suite_runs_cases_about_other_versions() {
         let old = Needs::UAPI.versions(Versions::Range(KernelVersion::V6_8, KernelVersion::V6_11));
-        let opened = EmulatedBackend::LAB.open(&old).expect("the host suite runs it");
+        let opened = EmulatedBackend::LAB
+            .open(&old)
+            .expect("the host suite runs it");
         assert_eq!(opened.info.kernel, KernelVersion::V6_8);
         let lab = EmulatedBackend::lab_machine(true, None);
         let skip = lab.open(&old).expect_err("the lab skips it");
