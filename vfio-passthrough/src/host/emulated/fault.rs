@@ -10,8 +10,11 @@
 //! Differences from the kernel, none visible to a well-behaved user: cookies are assigned when
 //! a group is delivered rather than when it is read (the same numbers for a user that reads in
 //! order), and a malformed response (unknown cookie or code, size not a multiple of 8 bytes) is
-//! dropped instead of failing the `write()` with `EINVAL`. While the user's end is open the
-//! object is busy (`EBUSY` on destroy), as the kernel's file holds a reference on it.
+//! dropped instead of failing the `write()` with `EINVAL`; a `read()` too short for the first
+//! waiting group returns the bytes that fit instead of failing with `EINVAL` (6.12 stable) or
+//! returning 0 (the first 6.12), as a stream socket cannot refuse a read. While the user's end
+//! is open the object is busy (`EBUSY` on destroy), as the kernel's file holds a reference on
+//! it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
