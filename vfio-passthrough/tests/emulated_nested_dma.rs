@@ -101,7 +101,6 @@ fn nested_copy(backing: Backing) {
         dst: DST_IOVA + 0x700,
         len: data.len() as u64,
         completion: COMP_IOVA,
-        ..Desc::default()
     });
     assert_eq!(g.error().0, 0, "no error: {:?}", g.dev.dma_faults());
     let split = 0x1000 - 0x700;

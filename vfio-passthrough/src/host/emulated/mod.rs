@@ -57,6 +57,8 @@ mod test_memory;
 #[cfg(test)]
 mod tests;
 mod translate;
+#[cfg(test)]
+mod translate_tests;
 mod user_memory;
 mod vma;
 mod vtd;

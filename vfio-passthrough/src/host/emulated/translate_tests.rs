@@ -1,0 +1,147 @@
+//! Tests of the translator that only the emulated host can show: a port outliving its device,
+//! the mock driver's nested HWPT, and accesses racing map and unmap.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::errno::Errno;
+use crate::host::dma::DmaFaultReason;
+use crate::host::iommufd::uapi::*;
+use crate::host::iommufd::{IOMMU_HWPT_DATA_SELFTEST, Iommufd, IommufdDevice};
+
+use super::test_memory::Mapping;
+use super::*;
+
+const RW: u32 = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_FIXED_IOVA;
+/// Inside the mock aperture.
+const IOVA: u64 = 1 << 24;
+
+fn setup(buf: &Mapping, len: u64) -> (EmulatedIommufd, u32) {
+    let c = EmulatedHost::new(HostConfig::unprivileged(1 << 24)).open_iommufd();
+    let mut a = IoasAlloc::default();
+    c.ioas_alloc(&mut a).unwrap();
+    map(&c, a.out_ioas_id, buf.addr(), len, IOVA).unwrap();
+    (c, a.out_ioas_id)
+}
+
+fn map(c: &EmulatedIommufd, ioas_id: u32, va: u64, length: u64, iova: u64) -> Result<(), Errno> {
+    let mut m = IoasMap {
+        flags: RW,
+        ioas_id,
+        user_va: va,
+        length,
+        iova,
+        ..Default::default()
+    };
+    // SAFETY: the tests keep the mapped memory alive until the context is dropped.
+    unsafe { c.ioas_map(&mut m) }
+}
+
+#[test]
+fn a_port_that_outlives_its_device_is_blocked_even_when_the_id_is_reused() {
+    let buf = Mapping::shared_anon(4 * PAGE_SIZE);
+    let (c, ioas) = setup(&buf, 4 * PAGE_SIZE);
+    let first = c.bind(IommuProfile::Vtd(VtdIommu::default())).unwrap();
+    first.attach(None, ioas).unwrap();
+    let port = first.dma_port();
+    let id = first.dev_id();
+    port.write(None, IOVA, &[1, 2, 3]).unwrap();
+    drop(first);
+    let second = c.bind(IommuProfile::Vtd(VtdIommu::default())).unwrap();
+    assert_eq!(second.dev_id(), id, "the DEVICE id is reused");
+    second.attach(None, ioas).unwrap();
+    let err = port.read(None, IOVA, &mut [0; 3]).unwrap_err();
+    assert_eq!(err.reason, DmaFaultReason::Blocked);
+    let mut back = [0u8; 3];
+    second.dma_port().read(None, IOVA, &mut back).unwrap();
+    assert_eq!(back, [1, 2, 3]);
+}
+
+#[test]
+fn the_mock_drivers_nested_hwpt_translates_as_its_parent() {
+    let buf = Mapping::shared_anon(4 * PAGE_SIZE);
+    let (c, ioas) = setup(&buf, 4 * PAGE_SIZE);
+    let dev = c.bind(IommuProfile::MOCK).unwrap();
+    let mut parent = HwptAlloc {
+        flags: IOMMU_HWPT_ALLOC_NEST_PARENT,
+        dev_id: dev.dev_id(),
+        pt_id: ioas,
+        ..Default::default()
+    };
+    c.hwpt_alloc(&mut parent, &[]).unwrap();
+    let mut nested = HwptAlloc {
+        dev_id: dev.dev_id(),
+        pt_id: parent.out_hwpt_id,
+        data_type: IOMMU_HWPT_DATA_SELFTEST,
+        ..Default::default()
+    };
+    c.hwpt_alloc(&mut nested, &0u32.to_le_bytes()).unwrap();
+    dev.attach(None, nested.out_hwpt_id).unwrap();
+    let port = dev.dma_port();
+    port.write(None, IOVA + 0x1ffe, &[7, 8, 9, 10]).unwrap();
+    let mut back = [0u8; 4];
+    port.read(None, IOVA + 0x1ffe, &mut back).unwrap();
+    assert_eq!(back, [7, 8, 9, 10]);
+    let err = port
+        .read(None, IOVA + 4 * PAGE_SIZE, &mut back)
+        .unwrap_err();
+    assert_eq!(err.reason, DmaFaultReason::NotPresent);
+    assert_eq!(dev.translator().faults().len(), 1);
+}
+
+#[test]
+fn accesses_racing_unmap_never_use_a_mapping_after_its_unmap_returned() {
+    let buf = Mapping::shared_anon(8 * PAGE_SIZE);
+    let (c, ioas) = setup(&buf, 4 * PAGE_SIZE);
+    let dev = c.bind(IommuProfile::Vtd(VtdIommu::default())).unwrap();
+    let mut hwpt = HwptAlloc {
+        flags: IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+        dev_id: dev.dev_id(),
+        pt_id: ioas,
+        ..Default::default()
+    };
+    c.hwpt_alloc(&mut hwpt, &[]).unwrap();
+    dev.attach(None, hwpt.out_hwpt_id).unwrap();
+    c.hwpt_set_dirty_tracking(&HwptSetDirtyTracking {
+        flags: IOMMU_HWPT_DIRTY_TRACKING_ENABLE,
+        hwpt_id: hwpt.out_hwpt_id,
+        reserved: 0,
+    })
+    .unwrap();
+    let second = IOVA + 0x10_0000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|i| {
+            let port = dev.dma_port();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut ok = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let data = [i as u8; 6000];
+                    if port.write(None, second + 100, &data).is_ok() {
+                        ok += 1;
+                    }
+                    let _ = port.read(None, IOVA, &mut [0; 64]);
+                }
+                ok
+            })
+        })
+        .collect();
+    for _ in 0..200 {
+        map(&c, ioas, buf.addr() + 4 * PAGE_SIZE, 4 * PAGE_SIZE, second).unwrap();
+        let mut unmap = IoasUnmap {
+            ioas_id: ioas,
+            iova: second,
+            length: 4 * PAGE_SIZE,
+        };
+        c.ioas_unmap(&mut unmap).unwrap();
+        let err = dev.dma_port().write(None, second, &[0]).unwrap_err();
+        assert_eq!((err.iova, err.reason), (second, DmaFaultReason::NotPresent));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("a worker panicked");
+    }
+    drop(dev);
+    drop(c);
+}
