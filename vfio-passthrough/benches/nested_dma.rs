@@ -97,7 +97,13 @@ fn bench(c: &mut Criterion) {
     let mut table =
         FirstStageTableBuilder::new(&mut mem, PagingMode::FourLevel, TABLES).expect("table");
     table
-        .map(&mut mem, IOVA, DATA_GPA, PageSize::Size4KiB, USER | WRITABLE)
+        .map(
+            &mut mem,
+            IOVA,
+            DATA_GPA,
+            PageSize::Size4KiB,
+            USER | WRITABLE,
+        )
         .expect("map the page");
     let s1 = HwptVtdS1 {
         flags: 0,

@@ -2,6 +2,11 @@
 //! translation ([`DmaFaultRecord`]), kept for inspection as a fault recording register file
 //! keeps them (the most recent ones), and the page request sent to the fault queue of the
 //! faulting nested HWPT when it has one.
+//!
+//! Like a page request queue, a fault queue holds a bounded number of requests: while
+//! [`MAX_PENDING_GROUPS`] groups await a response, further faults are recorded but not
+//! delivered, so a device faulting in a loop at a user that never answers cannot grow the
+//! queue without bound.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -17,6 +22,8 @@ use super::fault::{FaultQueue, PageRequest};
 pub const FAULT_LOG_CAPACITY: usize = 256;
 /// Page request group indexes are 9 bits (PCIe PRG index).
 const GROUP_INDEXES: u32 = 512;
+/// Groups a fault queue may hold unanswered before faults stop being delivered to it.
+pub const MAX_PENDING_GROUPS: usize = 512;
 
 /// Where a translation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +61,7 @@ pub struct DmaFaultRecord {
     /// The HWPT the request translated through (`None` when blocked).
     pub hwpt: Option<u32>,
     /// The cookie of the page request group delivered to the HWPT's fault queue, if it has
-    /// one.
+    /// one and it had room.
     pub cookie: Option<u32>,
 }
 
@@ -77,9 +84,20 @@ impl FaultLog {
     }
 
     /// Records `record`, first delivering it as a one-request page request group to `queue`
-    /// (the page-aligned address, read or write permission) when there is one.
+    /// (the page-aligned address, read or write permission) when there is one with room.
     pub(crate) fn record(&self, mut record: DmaFaultRecord, queue: Option<&FaultQueue>) {
         let mut st = self.state();
+        let queue = queue.filter(|q| {
+            let room = q.awaiting().len() < MAX_PENDING_GROUPS;
+            if !room {
+                log::warn!(
+                    "emulated IOMMU: fault queue full, page request of device {} at {:#x} not delivered",
+                    record.dev_id,
+                    record.fault.iova
+                );
+            }
+            room
+        });
         if let Some(queue) = queue {
             let grpid = st.next_group;
             st.next_group = (grpid + 1) % GROUP_INDEXES;
@@ -121,7 +139,7 @@ impl FaultLog {
 mod tests {
     use super::*;
     use crate::host::dma::DmaFaultReason;
-    use crate::host::iommufd::uapi::HwptPgfault;
+    use crate::host::iommufd::uapi::{HwptPageResponse, HwptPgfault, IOMMUFD_PAGE_RESP_INVALID};
     use std::io::Read;
 
     fn record(iova: u64, write: bool) -> DmaFaultRecord {
@@ -164,5 +182,25 @@ mod tests {
         assert_eq!((got.dev_id, got.pasid, got.addr), (3, 9, 0x12_3000));
         assert_eq!(got.perm, IOMMU_PGFAULT_PERM_WRITE);
         assert_eq!(log.records()[0].cookie, Some(got.cookie));
+    }
+
+    #[test]
+    fn a_full_fault_queue_takes_no_more_page_requests_until_answered() {
+        let (queue, mut user) = FaultQueue::new().unwrap();
+        let log = FaultLog::default();
+        for i in 0..MAX_PENDING_GROUPS as u64 + 1 {
+            log.record(record(i << 12, false), Some(&queue));
+        }
+        let records = log.records();
+        let (last, kept) = records.split_last().unwrap();
+        assert!(kept.iter().all(|r| r.cookie.is_some()));
+        assert_eq!(last.cookie, None, "the queue was full");
+        let resp = HwptPageResponse {
+            cookie: 7,
+            code: IOMMUFD_PAGE_RESP_INVALID,
+        };
+        std::io::Write::write_all(&mut user, &resp.to_bytes()).unwrap();
+        log.record(record(0, true), Some(&queue));
+        assert_eq!(log.records().last().unwrap().cookie, Some(7));
     }
 }

@@ -77,7 +77,7 @@ struct NestedState {
 ///
 /// Stage-1 translations are cached in the context's IOTLB under a tag of the table's own,
 /// dropped by the table's VT-d invalidations (before any listener hears of them), by
-/// [`NestedTable::flush_iotlb`] and when the table goes away.
+/// a device or PASID leaving the HWPT, and the table going away.
 pub struct NestedTable {
     driver: Driver,
     parent: Arc<Domain>,

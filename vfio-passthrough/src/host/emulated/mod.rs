@@ -68,7 +68,7 @@ pub use context::{AreaInfo, EmulatedIommufd};
 pub use device::{Attachment, EmulatedDevice, MockDevice};
 pub use domain::{Domain, Translation};
 pub use fault::{FaultQueue, PageRequest};
-pub use fault_log::{DmaFaultRecord, FAULT_LOG_CAPACITY, FaultStage};
+pub use fault_log::{DmaFaultRecord, FAULT_LOG_CAPACITY, FaultStage, MAX_PENDING_GROUPS};
 pub use host::EmulatedHost;
 pub use hwpt::{Invalidation, InvalidationListener, NestedTable, Stage1};
 pub use page_table::Prot;
