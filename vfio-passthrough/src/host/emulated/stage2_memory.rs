@@ -46,7 +46,7 @@ fn lookup(
 
 /// Runs `op(pages, offset, n)` on the memory behind `[addr, addr + n)`, the first `n` (at
 /// most `len`, at least 1) bytes of `[addr, addr + len)` that one mapping of `domain` covers;
-/// returns `op`'s result and `n`. `len` must not be 0.
+/// returns `op`'s result and `n`. `len` should not be 0 (then `n` is 0).
 pub(crate) fn access<R>(
     domain: &Domain,
     addr: u64,
@@ -61,7 +61,7 @@ pub(crate) fn access<R>(
             let (m, offset, n) = lookup(&table, addr, len, write)?;
             (m.pages.clone(), offset, n)
         };
-        table.set_dirty_range(addr, addr + (n - 1));
+        table.set_dirty_range(addr, addr + n.saturating_sub(1));
         let r = op(&pages, offset, n).map_err(|_| Stage2Error::Backing)?;
         return Ok((r, n));
     }

@@ -203,7 +203,15 @@ impl Translator {
                 &mut |p, off, n| op(p, off, start..start + n as usize),
             );
             match step {
-                Ok(n) => done += n as usize,
+                Ok(n) if n > 0 => done += n as usize,
+                // Never happens (every piece has at least one byte); refuse rather than spin.
+                Ok(_) => {
+                    let failure = Failure {
+                        reason: DmaFaultReason::Backing,
+                        stage: FaultStage::Stage2 { address: at },
+                    };
+                    return Err(self.report(&resolved, pasid, at, write, failure));
+                }
                 Err(failure) => return Err(self.report(&resolved, pasid, at, write, failure)),
             }
         }

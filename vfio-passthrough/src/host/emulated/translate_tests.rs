@@ -1,5 +1,6 @@
 //! Tests of the translator that only the emulated host can show: a port outliving its device,
-//! the mock driver's nested HWPT, and accesses racing map and unmap.
+//! the mock driver's nested HWPT, accesses racing map and unmap, and the IOMMU's flag updates
+//! racing a guest that rewrites the same entry.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,11 @@ use crate::host::dma::DmaFaultReason;
 use crate::host::iommufd::uapi::*;
 use crate::host::iommufd::{IOMMU_HWPT_DATA_SELFTEST, Iommufd, IommufdDevice};
 
+use viommu::vtd::pte::{ACCESSED, DIRTY, USER, WRITABLE};
+use viommu::vtd::{FirstStageTableBuilder, PageSize, PagingMode, Stage2Fault, TableMemory};
+
 use super::test_memory::Mapping;
+use super::user_memory;
 use super::*;
 
 const RW: u32 = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_FIXED_IOVA;
@@ -144,4 +149,132 @@ fn accesses_racing_unmap_never_use_a_mapping_after_its_unmap_returned() {
     }
     drop(dev);
     drop(c);
+}
+
+/// The guest CPU's view of guest RAM mapped at `gpa` from process address `addr`.
+struct Cpu {
+    addr: u64,
+    gpa: u64,
+}
+
+impl TableMemory for Cpu {
+    fn read_entry(&mut self, gpa: u64) -> Result<u64, Stage2Fault> {
+        let mut b = [0u8; 8];
+        user_memory::read(self.addr + (gpa - self.gpa), &mut b)
+            .map_err(|_| Stage2Fault::MemoryError { gpa })?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn compare_exchange_entry(
+        &mut self,
+        gpa: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<u64, Stage2Fault> {
+        user_memory::compare_exchange_u64(self.addr + (gpa - self.gpa), current, new)
+            .map_err(|_| Stage2Fault::MemoryError { gpa })
+    }
+}
+
+#[test]
+fn flag_updates_never_lose_a_concurrent_guest_update_of_the_entry() {
+    const GPA: u64 = 0x100_0000;
+    const X: u64 = 0x4000_0000;
+    const COUNTER_SHIFT: u32 = 52;
+    const ROUNDS: u64 = 3000;
+    let buf = Mapping::anon(32 * PAGE_SIZE, libc::PROT_READ | libc::PROT_WRITE);
+    let c = EmulatedHost::new(HostConfig::unprivileged(1 << 24)).open_iommufd();
+    let mut a = IoasAlloc::default();
+    c.ioas_alloc(&mut a).unwrap();
+    map(&c, a.out_ioas_id, buf.addr(), 32 * PAGE_SIZE, GPA).unwrap();
+    let dev = c.bind(IommuProfile::Vtd(VtdIommu::default())).unwrap();
+    let mut parent = HwptAlloc {
+        flags: IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_PASID,
+        dev_id: dev.dev_id(),
+        pt_id: a.out_ioas_id,
+        ..Default::default()
+    };
+    c.hwpt_alloc(&mut parent, &[]).unwrap();
+    dev.attach(None, parent.out_hwpt_id).unwrap();
+    let mut cpu = Cpu {
+        addr: buf.addr(),
+        gpa: GPA,
+    };
+    let tables = GPA + 16 * PAGE_SIZE..GPA + 32 * PAGE_SIZE;
+    let mut table = FirstStageTableBuilder::new(&mut cpu, PagingMode::FourLevel, tables).unwrap();
+    table
+        .map(&mut cpu, X, GPA, PageSize::Size4KiB, USER | WRITABLE)
+        .unwrap();
+    let leaf = table.entry_gpa(&mut cpu, X, 1).unwrap().unwrap();
+    let s1 = HwptVtdS1 {
+        flags: 0,
+        pgtbl_addr: table.root(),
+        addr_width: 48,
+        reserved: 0,
+    };
+    let mut nested = HwptAlloc {
+        flags: IOMMU_HWPT_ALLOC_PASID,
+        dev_id: dev.dev_id(),
+        pt_id: parent.out_hwpt_id,
+        data_type: IOMMU_HWPT_DATA_VTD_S1,
+        ..Default::default()
+    };
+    c.hwpt_alloc(&mut nested, &s1.to_bytes()).unwrap();
+    dev.attach(Some(1), nested.out_hwpt_id).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let device = {
+        let (port, stop, c, writes) = (dev.dma_port(), stop.clone(), c.clone(), writes.clone());
+        let inv = HwptVtdS1Invalidate {
+            addr: X,
+            npages: 1,
+            flags: 0,
+            reserved: 0,
+        }
+        .to_bytes();
+        let hwpt_id = nested.out_hwpt_id;
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let mut req = HwptInvalidate {
+                    hwpt_id,
+                    data_type: IOMMU_HWPT_INVALIDATE_DATA_VTD_S1,
+                    entry_len: HwptVtdS1Invalidate::SIZE as u32,
+                    entry_num: 1,
+                    reserved: 0,
+                };
+                c.hwpt_invalidate(&mut req, &inv).unwrap();
+                port.write(Some(1), X, &[1]).unwrap();
+                writes.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // The guest counts in the entry's ignored high bits and clears A and D each time, so the
+    // IOMMU keeps setting them again with its own exchanges; it goes on until the device has
+    // walked a few hundred times meanwhile.
+    let mut rounds = 0u64;
+    while rounds < ROUNDS || writes.load(Ordering::Relaxed) < 300 {
+        rounds += 1;
+        let mut old = cpu.read_entry(leaf).unwrap();
+        loop {
+            let count = (old >> COUNTER_SHIFT) & 0x3ff;
+            let bumped = (old & !(0x3ff << COUNTER_SHIFT)) | ((count + 1) & 0x3ff) << COUNTER_SHIFT;
+            let new = bumped & !(ACCESSED | DIRTY);
+            match cpu.compare_exchange_entry(leaf, old, new).unwrap() {
+                seen if seen == old => break,
+                seen => old = seen,
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    device.join().expect("the device thread panicked");
+    let entry = cpu.read_entry(leaf).unwrap();
+    assert_eq!(
+        (entry >> COUNTER_SHIFT) & 0x3ff,
+        rounds & 0x3ff,
+        "no guest update lost"
+    );
+    assert_eq!(entry & viommu::vtd::pte::ADDRESS_MASK, GPA);
+    assert!(dev.translator().faults().is_empty());
+    drop(dev);
 }
