@@ -67,7 +67,7 @@ impl Type1Iommu {
                         dma.vaddr = vaddr;
                         dma.vaddr_invalid = false;
                     }
-                    self.vaddr_invalid_count -= 1;
+                    self.vaddr_invalid_count = self.vaddr_invalid_count.saturating_sub(1);
                     Ok(())
                 }
                 Some(_) => Err(Errno::EINVAL),
@@ -167,7 +167,7 @@ impl Type1Iommu {
                         if let Some(d) = self.dma.get_mut(k) {
                             d.vaddr_invalid = false;
                         }
-                        self.vaddr_invalid_count -= 1;
+                        self.vaddr_invalid_count = self.vaddr_invalid_count.saturating_sub(1);
                     }
                     return Err(Errno::EINVAL);
                 }

@@ -244,7 +244,7 @@ impl Type1Iommu {
         }
         dma.pages.unload(0, dma.pages.npages() - 1);
         if dma.vaddr_invalid {
-            self.vaddr_invalid_count -= 1;
+            self.vaddr_invalid_count = self.vaddr_invalid_count.saturating_sub(1);
         }
         self.dma_avail = self.dma_avail.saturating_add(1);
         Some(dma)
