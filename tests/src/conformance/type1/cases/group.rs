@@ -10,9 +10,9 @@ use super::{B, P};
 use crate::conformance::Fail;
 use crate::conformance::type1::Type1Env;
 
-/// `VFIO_GROUP_FLAGS_VIABLE` and `VFIO_GROUP_FLAGS_CONTAINER_SET`.
-const VIABLE: u32 = 1;
-const CONTAINER_SET: u32 = 2;
+use vfio_passthrough::vfio::kernel::group::{
+    VFIO_GROUP_FLAGS_CONTAINER_SET as CONTAINER_SET, VFIO_GROUP_FLAGS_VIABLE as VIABLE,
+};
 
 pub(super) fn group_status_is_viable_then_container_set(e: &mut Type1Env) -> Result<(), Fail> {
     let g = e.group(0)?;

@@ -20,10 +20,7 @@ use crate::vfio::VfioDevice;
 use super::config::GroupIommu;
 use super::container::{ContainerShared, EmulatedType1Container};
 
-/// `VFIO_GROUP_FLAGS_VIABLE`.
-pub const VFIO_GROUP_FLAGS_VIABLE: u32 = 1 << 0;
-/// `VFIO_GROUP_FLAGS_CONTAINER_SET`.
-pub const VFIO_GROUP_FLAGS_CONTAINER_SET: u32 = 1 << 1;
+pub use crate::vfio::kernel::group::{VFIO_GROUP_FLAGS_CONTAINER_SET, VFIO_GROUP_FLAGS_VIABLE};
 
 /// The IOMMU group as the container's driver sees it: its number, its IOMMU, and the domain
 /// it is attached to. The domain sits behind its own lock, taken innermost, so device DMA
