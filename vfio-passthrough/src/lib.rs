@@ -7,4 +7,5 @@ pub mod errno;
 pub mod host;
 pub mod migration_adapters;
 pub mod pci;
+pub mod sys;
 pub mod vfio;

@@ -6,6 +6,7 @@
 //! `kernel-uapi.md` section 2 (and the v1 migration region of 2.9, which is simply a region).
 
 pub(crate) mod cap_chain;
+pub mod kernel;
 pub mod mmap;
 pub mod region_info;
 pub mod uapi;

@@ -4,13 +4,41 @@
 use super::case::GroupDef;
 
 pub mod environment;
+pub mod kernel_edu;
+pub mod kernel_iommufd;
+pub mod kernel_mtty;
+pub mod kernel_support;
+pub mod kernel_type1;
+pub mod kernel_vfio;
 
 /// Every group, in the order the runner runs them. `environment` goes first: when it fails,
 /// later failures in the same boot likely follow from it.
-pub const ALL: &[GroupDef] = &[GroupDef {
-    name: "environment",
-    cases: environment::cases,
-}];
+pub const ALL: &[GroupDef] = &[
+    GroupDef {
+        name: "environment",
+        cases: environment::cases,
+    },
+    GroupDef {
+        name: "kernel-iommufd",
+        cases: kernel_iommufd::cases,
+    },
+    GroupDef {
+        name: "kernel-type1",
+        cases: kernel_type1::cases,
+    },
+    GroupDef {
+        name: "kernel-vfio",
+        cases: kernel_vfio::cases,
+    },
+    GroupDef {
+        name: "kernel-edu",
+        cases: kernel_edu::cases,
+    },
+    GroupDef {
+        name: "kernel-mtty",
+        cases: kernel_mtty::cases,
+    },
+];
 
 #[cfg(test)]
 mod tests {

@@ -25,7 +25,8 @@
 //! `domain` (address spaces), `objects`, `hwpt`, `device`, `fault` (objects), `profile` and
 //! `vtd` (IOMMU hardware), `context`, `ctx_ioas`, `ctx_hwpt`, `attach`, `selftest` and
 //! `iommufd_impl` (the ioctls), `translate`, `stage2_memory`, `iotlb_glue` and `fault_log`
-//! (the software IOMMU).
+//! (the software IOMMU); [`type1`] is the legacy type1 container and its groups on the same
+//! emulated IOMMU.
 
 mod accounting;
 mod attach;
@@ -59,6 +60,7 @@ mod tests;
 mod translate;
 #[cfg(test)]
 mod translate_tests;
+pub mod type1;
 mod user_memory;
 mod vma;
 mod vtd;

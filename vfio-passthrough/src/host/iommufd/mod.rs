@@ -11,6 +11,8 @@
 //! devices ([`IommufdSelftest`]); either way they appear as [`IommufdDevice`]s that attach to an
 //! IOAS or a HWPT.
 
+pub mod kernel;
+mod kernel_selftest;
 pub mod uapi;
 
 use std::any::Any;
@@ -19,6 +21,7 @@ use std::fs::File;
 use std::os::fd::RawFd;
 
 use crate::errno::Errno;
+pub use kernel::KernelIommufd;
 use uapi::*;
 
 /// One iommufd context.

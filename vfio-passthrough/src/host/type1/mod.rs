@@ -11,6 +11,7 @@
 //! `set_iommu` fails with `EINVAL`.
 
 pub mod info;
+pub mod kernel;
 
 use std::any::Any;
 use std::fmt::Debug;
@@ -19,6 +20,7 @@ use std::os::fd::RawFd;
 use crate::errno::Errno;
 
 pub use info::{Type1Info, Type1InfoCap};
+pub use kernel::KernelType1Container;
 
 /// `VFIO_TYPE1_IOMMU`.
 pub const VFIO_TYPE1_IOMMU: u32 = 1;
