@@ -119,6 +119,7 @@ impl Context {
             stage1,
             fault,
             self.iotlb.clone(),
+            matches!(profile, IommuProfile::Vtd(v) if v.pages_1g),
         );
         self.objects.get_ref(req.pt_id);
         if let Some(f) = fault_id {

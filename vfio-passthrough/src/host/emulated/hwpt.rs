@@ -6,12 +6,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::host::iommufd::IOMMU_TEST_IOTLB_DEFAULT;
 use crate::host::iommufd::uapi::HwptVtdS1;
-use viommu::vtd::{Access, FirstStageConfig, FirstStageFault, TableMemory, Translation};
+use viommu::vtd::{
+    Access, FirstStageConfig, FirstStageConfigError, FirstStageFault, FirstStageFlags, TableMemory,
+    Translation,
+};
 
 use super::domain::Domain;
 use super::fault::FaultQueue;
 use super::iotlb_glue::NestedIotlb;
 use super::profile::{Driver, MOCK_NESTED_DOMAIN_IOTLB_NUM};
+use super::vtd::VTD_ADDRESS_WIDTH;
 
 /// A paging HWPT (`IOMMUFD_OBJ_HWPT_PAGING`).
 #[derive(Debug)]
@@ -86,6 +90,7 @@ pub struct NestedTable {
     state: Mutex<NestedState>,
     iotlb: Arc<NestedIotlb>,
     tag: u64,
+    one_gib_pages: bool,
 }
 
 impl fmt::Debug for NestedTable {
@@ -105,6 +110,7 @@ impl NestedTable {
         stage1: Stage1,
         fault: Option<Arc<FaultQueue>>,
         iotlb: Arc<NestedIotlb>,
+        one_gib_pages: bool,
     ) -> Arc<Self> {
         let seed = match stage1 {
             Stage1::Mock { iotlb } => iotlb,
@@ -121,6 +127,7 @@ impl NestedTable {
             }),
             iotlb,
             tag: NestedIotlb::new_tag(),
+            one_gib_pages,
         })
     }
 
@@ -156,6 +163,27 @@ impl NestedTable {
     /// Entry `id` of the mock IOTLB.
     pub(crate) fn mock_iotlb(&self, id: usize) -> Option<u32> {
         self.state().mock_iotlb.get(id).copied()
+    }
+
+    /// The VT-d first-stage configuration the walker runs under (the IOMMU's 48-bit address
+    /// width, 1 GiB leaves if it has them; flag bits the driver ignores are ignored), an error
+    /// for a table that cannot be walked, `None` for the mock driver's table-less stage 1.
+    pub(crate) fn first_stage_config(
+        &self,
+    ) -> Option<Result<FirstStageConfig, FirstStageConfigError>> {
+        let Stage1::Vtd(s1) = self.stage1 else {
+            return None;
+        };
+        let known = FirstStageFlags::SRE | FirstStageFlags::EAFE | FirstStageFlags::WPE;
+        Some(
+            FirstStageConfig::from_hwpt_vtd_s1(
+                s1.flags & known,
+                s1.pgtbl_addr,
+                s1.addr_width,
+                VTD_ADDRESS_WIDTH as u8,
+            )
+            .map(|c| c.with_one_gib_pages(self.one_gib_pages)),
+        )
     }
 
     /// Translates `iova` for `access` through the table's stage 1 (VT-d: `config`, walked
@@ -234,6 +262,7 @@ mod tests {
             Stage1::Mock { iotlb: 7 },
             None,
             NestedIotlb::new(),
+            false,
         );
         let seen = Arc::new(AtomicU32::new(0));
         let s = seen.clone();

@@ -24,12 +24,14 @@
 //! machine), `vma`, `user_memory` and `pages` (memory), `ioas`, `page_table`, `dirty_bits` and
 //! `domain` (address spaces), `objects`, `hwpt`, `device`, `fault` (objects), `profile` and
 //! `vtd` (IOMMU hardware), `context`, `ctx_ioas`, `ctx_hwpt`, `attach`, `selftest` and
-//! `iommufd_impl` (the ioctls), `translate`, `stage2_memory`, `iotlb_glue` and `fault_log`
+//! `iommufd_impl` (the ioctls), `translate`, `attachment_dma`, `stage2_memory`, `iotlb_glue`
+//! and `fault_log`
 //! (the software IOMMU); [`type1`] is the legacy type1 container and its groups on the same
 //! emulated IOMMU.
 
 mod accounting;
 mod attach;
+mod attachment_dma;
 mod config;
 mod context;
 mod ctx_hwpt;

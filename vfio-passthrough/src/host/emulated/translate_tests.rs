@@ -92,6 +92,22 @@ fn the_mock_drivers_nested_hwpt_translates_as_its_parent() {
         .unwrap_err();
     assert_eq!(err.reason, DmaFaultReason::NotPresent);
     assert_eq!(dev.translator().faults().len(), 1);
+
+    // The attachment itself translates the same way for paths that find it elsewhere, and
+    // records nothing.
+    let attachment = dev.attachment(None).unwrap();
+    attachment.dma_write(None, IOVA + 0x10, &[4, 5]).unwrap();
+    let mut two = [0u8; 2];
+    port.read(None, IOVA + 0x10, &mut two).unwrap();
+    assert_eq!(two, [4, 5]);
+    let err = attachment
+        .dma_read(Some(3), IOVA + 4 * PAGE_SIZE, &mut two)
+        .unwrap_err();
+    assert_eq!(
+        (err.pasid, err.reason),
+        (Some(3), DmaFaultReason::NotPresent)
+    );
+    assert_eq!(dev.translator().faults().len(), 1);
 }
 
 #[test]
