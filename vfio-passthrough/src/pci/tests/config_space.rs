@@ -273,7 +273,11 @@ fn pasid_capability_is_synthesized_from_what_the_host_iommu_reports() {
     let ext: Vec<(u16, u16, u8)> = ext.iter().map(|c| (c.id, c.offset, c.version)).collect();
     // In place of the placeholder of the hidden AER; the device's own PASID (0x148) stays hidden.
     assert_eq!(ext, [(EXT_CAP_PASID, 0x100, 1)]);
-    assert_eq!(cfg_read(&mut f.dev, 0x100, 4) >> 20, 0, "the list ends there");
+    assert_eq!(
+        cfg_read(&mut f.dev, 0x100, 4) >> 20,
+        0,
+        "the list ends there"
+    );
     // Max PASID Width 20, privileged mode supported, execute not.
     assert_eq!(cfg_read(&mut f.dev, 0x104, 2), 0x1404);
     assert_eq!(cfg_read(&mut f.dev, 0x106, 2), 0);
