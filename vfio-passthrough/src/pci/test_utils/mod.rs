@@ -185,7 +185,12 @@ impl TestVfioDevice {
                 spec.msix.map_or(0, |m| u32::from(m.table_size)),
                 noresize,
             ),
-            irq(3, u32::from(spec.pcie), VFIO_IRQ_INFO_EVENTFD),
+            // As vfio-pci: only a PCI Express function has the ERR index.
+            if spec.pcie {
+                irq(3, 1, VFIO_IRQ_INFO_EVENTFD)
+            } else {
+                Err(Errno::EINVAL)
+            },
             irq(4, 1, noresize),
         ];
         Ok(Self {
