@@ -68,9 +68,7 @@ pub fn launch(config: &VmConfig) -> Result<ExitReason, LaunchError> {
     let machine = Machine::new(&MachineConfig {
         memory_size: config.memory_size,
         vcpus: config.vcpus,
-        devices: DeviceConfig {
-            serial: config.serial.clone(),
-        },
+        devices: DeviceConfig::new(config.serial.clone()),
     })?;
     let memory = machine.core().ram().memory();
     let entry = loader::load_kernel_from_paths(

@@ -30,9 +30,7 @@ pub fn machine() -> (Machine, SerialCapture) {
     let config = MachineConfig {
         memory_size: 16 << 20,
         vcpus: 1,
-        devices: DeviceConfig {
-            serial: SerialSink::Capture(serial.clone()),
-        },
+        devices: DeviceConfig::new(SerialSink::Capture(serial.clone())),
     };
     (
         Machine::new(&config).expect("build the KVM machine"),
