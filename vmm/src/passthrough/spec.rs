@@ -35,7 +35,7 @@ pub enum HostIommu {
     Auto,
     /// iommufd only: refuse a host device if the host has no `/dev/iommu` or no VFIO cdev for it.
     Iommufd,
-    /// The legacy VFIO type1 container (`/dev/vfio/vfio`, devices opened through their group).
+    /// the legacy VFIO type1 container (`/dev/vfio/vfio`, devices opened through their group).
     Container,
 }
 

@@ -7,6 +7,10 @@
 
 #![allow(dead_code)]
 
+mod test_guest;
+
+pub use test_guest::test_guest_elf;
+
 use std::time::{Duration, Instant};
 
 use vm_memory::{Bytes, GuestAddress};
