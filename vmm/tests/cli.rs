@@ -339,7 +339,7 @@ fn test_guest_passes_with_an_emulated_dma_engine_passed_through() {
     let serial = dir.as_path().join("serial.txt");
     let out = vmm(&[
         "--kernel",
-        common::test_guest_elf().to_str().unwrap(),
+        common::test_guest::test_guest_elf().to_str().unwrap(),
         "--memory",
         "64M",
         "--device",

@@ -7,9 +7,7 @@
 
 #![allow(dead_code)]
 
-mod test_guest;
-
-pub use test_guest::test_guest_elf;
+pub mod test_guest;
 
 use std::time::{Duration, Instant};
 
