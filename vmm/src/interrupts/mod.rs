@@ -1,4 +1,4 @@
-//! Interrupt delivery: the devices' [`InterruptManager`] on KVM (GSI routes and irqfds) and a
+//! Interrupt delivery: the devices' [`InterruptManager`](devices::interrupt::InterruptManager) on KVM (GSI routes and irqfds) and a
 //! recording one for the device harness.
 //!
 //! GSIs below [`MSI_GSI_START`](crate::layout::MSI_GSI_START) are I/O APIC inputs (ISA lines and
