@@ -135,14 +135,6 @@ impl Passthrough {
         Ok(passthrough)
     }
 
-    /// No devices.
-    pub fn none(ram: &Arc<GuestRam>) -> Self {
-        Self {
-            devices: Vec::new(),
-            backends: HostBackends::new(ram.clone(), HostIommu::Auto),
-        }
-    }
-
     /// The devices, in `--device` order.
     pub fn devices(&self) -> &[PassthroughDevice] {
         &self.devices
