@@ -101,3 +101,80 @@ impl BarRelocation for BusBarRelocation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use devices::bus::BusDevice;
+    use devices::pci::{BarRegion, BarReprogram};
+
+    use super::*;
+
+    /// Answers every access; stands for a BAR's bus entry or a platform device.
+    struct Nothing;
+
+    impl BusDevice for Nothing {
+        fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+            data.fill(0);
+        }
+        fn write(&mut self, _base: u64, _offset: u64, _data: &[u8]) {}
+    }
+
+    /// Records where it was told each BAR decodes.
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<(usize, Option<u64>)>>);
+
+    impl DirectMappedBars for Recorder {
+        fn decoding(&self, index: usize, base: Option<u64>) {
+            lock(&self.0).push((index, base));
+        }
+    }
+
+    fn region(base: u64) -> BarRegion {
+        BarRegion {
+            index: 2,
+            base,
+            len: 0x1000,
+            kind: BarKind::Memory64,
+        }
+    }
+
+    #[test]
+    fn direct_bars_follow_the_bus_and_never_map_where_the_bar_does_not_decode() {
+        let buses = Buses::new();
+        let sink = BusBarRelocation::new(buses.clone());
+        let bdf = PciBdf::from_devfn(0, 0, 1 << 3);
+        let other = PciBdf::from_devfn(0, 0, 2 << 3);
+        let recorder = Arc::new(Recorder::default());
+        sink.register(bdf, recorder.clone());
+        let target: SharedBusDevice = Arc::new(Mutex::new(Nothing));
+        let squatter: SharedBusDevice = Arc::new(Mutex::new(Nothing));
+        buses.mmio.insert(&squatter, 0x9000, 0x1000).unwrap();
+
+        sink.bar_changed(bdf, &BarChange::Mapped(region(0x4000)), &target);
+        // Moved over another device's range: the bus refuses it, so nothing is mapped.
+        let over = BarReprogram {
+            index: 2,
+            old_base: 0x4000,
+            new_base: 0x9000,
+            len: 0x1000,
+            kind: BarKind::Memory64,
+        };
+        sink.bar_changed(bdf, &BarChange::Moved(over), &target);
+        let away = BarReprogram {
+            old_base: 0x9000,
+            new_base: 0xa000,
+            ..over
+        };
+        sink.bar_changed(bdf, &BarChange::Moved(away), &target);
+        sink.bar_changed(bdf, &BarChange::Unmapped(region(0xa000)), &target);
+        // Another function's changes are not this one's.
+        sink.bar_changed(other, &BarChange::Mapped(region(0xc000)), &target);
+        assert_eq!(
+            *lock(&recorder.0),
+            [(2, Some(0x4000)), (2, None), (2, Some(0xa000)), (2, None)]
+        );
+        assert!(sink.unregister(bdf).is_some());
+        sink.bar_changed(bdf, &BarChange::Mapped(region(0x4000)), &target);
+        assert_eq!(lock(&recorder.0).len(), 4);
+    }
+}
