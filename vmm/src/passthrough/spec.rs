@@ -172,7 +172,7 @@ impl DeviceArg {
             check_id(id)?;
         }
         let spec = items.join(",");
-        if spec.is_empty() {
+        if items.first().is_none_or(|first| first.is_empty()) {
             return Err(DeviceSpecError::Empty { text: text.into() });
         }
         let source = if EmulatedDeviceSpec::matches(&spec) {
@@ -272,6 +272,8 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("virtio=net", "'virtio=net' is not a device"),
             ("vfio=", "'vfio=' names no device"),
+            ("vfio=,", "'vfio=,' names no device"),
+            ("vfio=,id=a", "'vfio=,id=a' names no device"),
             ("vfio=id=x", "'id=x' is not a device spec"),
             ("vfio=gpu0", "'gpu0' is not a device spec"),
             ("vfio=emulated:gpu", "unknown emulated model 'gpu'"),
