@@ -28,7 +28,7 @@ pub struct KernelBackend {
     mock_domains: OnceLock<Result<(), String>>,
 }
 
-const CAP_IPC_LOCK: u32 = 14;
+pub(super) const CAP_IPC_LOCK: u32 = 14;
 const CAP_SYS_RESOURCE: u32 = 24;
 
 impl KernelBackend {
@@ -67,7 +67,7 @@ impl KernelBackend {
 }
 
 /// The effective capability mask of this process.
-fn capabilities() -> u64 {
+pub(super) fn capabilities() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -79,7 +79,7 @@ fn capabilities() -> u64 {
 }
 
 /// Restores `RLIMIT_MEMLOCK` when dropped.
-struct MemlockGuard(libc::rlimit);
+pub(super) struct MemlockGuard(libc::rlimit);
 
 impl Drop for MemlockGuard {
     fn drop(&mut self) {
@@ -88,7 +88,8 @@ impl Drop for MemlockGuard {
     }
 }
 
-fn set_memlock(bytes: u64) -> Result<MemlockGuard, Skip> {
+/// Sets the soft `RLIMIT_MEMLOCK` to `bytes` until the guard is dropped.
+pub(super) fn set_memlock(bytes: u64) -> Result<MemlockGuard, Skip> {
     let mut old = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

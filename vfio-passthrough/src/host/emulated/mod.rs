@@ -22,7 +22,8 @@
 //! machine), `vma`, `user_memory` and `pages` (memory), `ioas`, `page_table`, `dirty_bits` and
 //! `domain` (address spaces), `objects`, `hwpt`, `device`, `fault` (objects), `profile` and
 //! `vtd` (IOMMU hardware), `context`, `ctx_ioas`, `ctx_hwpt`, `attach`, `selftest` and
-//! `iommufd_impl` (the ioctls).
+//! `iommufd_impl` (the ioctls); [`type1`] is the legacy type1 container and its groups on the
+//! same emulated IOMMU.
 
 mod accounting;
 mod attach;
@@ -50,6 +51,7 @@ mod selftest;
 mod test_memory;
 #[cfg(test)]
 mod tests;
+pub mod type1;
 mod user_memory;
 mod vma;
 mod vtd;
