@@ -9,7 +9,7 @@ use vmm::acpi::create_acpi_tables;
 use vmm::assembly::DeviceConfig;
 use vmm::loader::load_kernel_from_paths;
 use vmm::machine::{Machine, MachineConfig};
-use vmm::passthrough::{DeviceArg, assign_ids};
+use vmm::passthrough::{DeviceArg, HostIommu, assign_ids};
 use vmm::platform::{SerialCapture, SerialSink};
 use vmm::power::ExitReason;
 
@@ -22,6 +22,11 @@ const SAFETY_LIMIT: Duration = Duration::from_secs(120);
 /// Boots the test guest with `devices` (`--device` values) and returns its serial output, after
 /// checking it powered off.
 fn boot_guest(devices: &[&str]) -> String {
+    boot_guest_on(devices, HostIommu::Auto)
+}
+
+/// Like [`boot_guest`], with the devices on the `host_iommu` backend.
+fn boot_guest_on(devices: &[&str], host_iommu: HostIommu) -> String {
     let args = devices
         .iter()
         .map(|d| DeviceArg::parse(d).expect("valid --device value"))
@@ -32,6 +37,7 @@ fn boot_guest(devices: &[&str]) -> String {
         vcpus: 1,
         devices: DeviceConfig {
             passthrough: assign_ids(args).expect("distinct ids"),
+            host_iommu,
             ..DeviceConfig::new(SerialSink::Capture(serial.clone()))
         },
     };
@@ -70,6 +76,23 @@ fn guest_drives_two_passed_through_dma_engines_and_passes() {
     ]);
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines.contains(&"guest: pci: 2 dma-engine(s)"), "{out}");
+    for line in [
+        "guest: dev 00:01.0: ok: copied 256 bytes, msi-x vector 0x40",
+        "guest: dev 00:02.0: ok: copied 256 bytes, msi-x vector 0x41",
+    ] {
+        assert!(lines.contains(&line), "expected {line:?} in {out}");
+    }
+    assert_eq!(lines.last(), Some(&"guest: PASS"), "{out}");
+}
+
+#[test]
+#[cfg_attr(not(host_has_kvm), ignore = "needs /dev/kvm")]
+fn guest_passes_with_dma_engines_in_the_emulated_type1_container() {
+    let out = boot_guest_on(
+        &["vfio=emulated:dma-engine", "vfio=emulated:dma-engine"],
+        HostIommu::Container,
+    );
+    let lines: Vec<&str> = out.lines().collect();
     for line in [
         "guest: dev 00:01.0: ok: copied 256 bytes, msi-x vector 0x40",
         "guest: dev 00:02.0: ok: copied 256 bytes, msi-x vector 0x41",

@@ -19,7 +19,7 @@ use vmm::harness::Harness;
 use vmm::interrupts::RecordedInterrupt;
 use vmm::layout::{MMIO32_START, MMIO64_START, PCI_ECAM_START, pci_intx_gsi};
 use vmm::passthrough::{
-    BackendKind, DeviceArg, DmaSpaceError, PassthroughError, PassthroughSpec, assign_ids,
+    BackendKind, DeviceArg, DmaSpaceError, HostIommu, PassthroughError, PassthroughSpec, assign_ids,
 };
 
 const RAM_SIZE: u64 = 16 << 20;
@@ -59,7 +59,14 @@ fn specs(values: &[&str]) -> Vec<PassthroughSpec> {
 }
 
 fn harness(values: &[&str]) -> Harness {
-    Harness::with_passthrough(RAM_SIZE, &specs(values)).expect("harness with devices")
+    Harness::with_passthrough(RAM_SIZE, &specs(values), HostIommu::Auto)
+        .expect("harness with devices")
+}
+
+/// The same devices through the emulated host's type1 container (`--host-iommu container`).
+fn harness_in_container(values: &[&str]) -> Harness {
+    Harness::with_passthrough(RAM_SIZE, &specs(values), HostIommu::Container)
+        .expect("harness with devices in the emulated container")
 }
 
 fn ecam(bdf: PciBdf, reg: u16) -> u64 {
@@ -167,7 +174,7 @@ fn dma_engine_sits_on_bus_0_with_its_bars_placed_and_all_ram_mapped_for_dma() {
     let dev = passthrough.device("dma0").expect("device dma0");
     let bdf = dev.bdf();
     assert_eq!((bdf.device(), bdf.function()), (1, 0));
-    assert_eq!(dev.backend(), BackendKind::Emulated);
+    assert_eq!(dev.backend(), BackendKind::EmulatedIommufd);
     assert_eq!(cfg_read(&h, bdf, 0, 4), 0x7d10_1234);
     assert_eq!(bar0(&h, bdf), MMIO32_START);
     assert_eq!(bar2(&h, bdf), MMIO64_START);
@@ -470,6 +477,7 @@ fn a_missing_host_device_fails_the_machine_naming_its_id_and_path() {
             "vfio=emulated:dma-engine,id=ok",
             "vfio=/sys/bus/pci/devices/0000:7f:1f.7,id=missing",
         ]),
+        HostIommu::Auto,
     )
     .unwrap_err();
     let text = vmm::launch::error_line(&err);
@@ -482,4 +490,73 @@ fn a_missing_host_device_fails_the_machine_naming_its_id_and_path() {
         panic!("not a passthrough error: {err}");
     };
     assert!(matches!(*err, PassthroughError::Open { ref id, .. } if id == "missing"));
+}
+
+#[test]
+fn in_the_emulated_container_ram_is_mapped_once_for_every_group_and_dma_works() {
+    let h = harness_in_container(&["vfio=emulated:dma-engine", "vfio=emulated:dma-engine"]);
+    let passthrough = h.core().passthrough();
+    let spaces = passthrough.dma_spaces();
+    assert_eq!(spaces.len(), 1);
+    assert_eq!(spaces[0].backend(), "emulated container");
+    assert_eq!(spaces[0].mapped(), [(0, RAM_SIZE)]);
+    for (i, dev) in passthrough.devices().iter().enumerate() {
+        assert_eq!(dev.backend(), BackendKind::EmulatedContainer);
+        let bdf = dev.bdf();
+        start_engine(&h, bdf, false);
+        let off = 0x1000 * i as u64;
+        write32(&h, bar0(&h, bdf) + REG_QUEUE_BASE, (RING + off) as u32);
+        let data = pattern(128, 0x30 + i as u8);
+        h.mem_write(SRC + off, &data).unwrap();
+        h.take_interrupts();
+        let desc = descriptor(
+            OP_COPY | OP_INTERRUPT,
+            SRC + off,
+            DST + off,
+            128,
+            COMPLETION + off,
+        );
+        h.mem_write(RING + off, &desc).unwrap();
+        write32(&h, bar0(&h, bdf) + REG_QUEUE_TAIL, 1);
+        assert_eq!(ram(&h, DST + off, 128), data);
+        assert_eq!(h.take_interrupts(), [RecordedInterrupt::Msi(MSG0)]);
+    }
+}
+
+#[test]
+fn in_the_emulated_container_dma_outside_ram_faults_and_no_pasid_is_shown() {
+    let h = harness_in_container(&["vfio=emulated:dma-engine"]);
+    let bdf = first(&h);
+    // Type1 attaches no PASID: the guest is not offered one.
+    assert!(walk_extended_capabilities(|o| cfg_read(&h, bdf, o, 4)).is_empty());
+    start_engine(&h, bdf, false);
+    h.take_interrupts();
+    submit(
+        &h,
+        bdf,
+        0,
+        descriptor(OP_COPY, SRC, UNMAPPED_IOVA, 64, COMPLETION),
+    );
+    let regs = bar0(&h, bdf);
+    assert_eq!(read32(&h, regs + REG_ERROR_CODE), Status::DstFault as u32);
+    assert_eq!(read32(&h, regs + REG_FAULT_ADDR), UNMAPPED_IOVA as u32);
+    assert_eq!(h.take_interrupts(), [RecordedInterrupt::Msi(MSG1)]);
+}
+
+#[test]
+fn the_ram_change_hook_unmaps_and_maps_again_in_the_emulated_container() {
+    let h = harness_in_container(&["vfio=emulated:dma-engine"]);
+    let bdf = first(&h);
+    start_engine(&h, bdf, false);
+    let passthrough = h.core().passthrough();
+    let space = passthrough.dma_spaces()[0];
+    let region = h.core().ram().regions().remove(0);
+    space.unmap_region(&region).unwrap();
+    submit(&h, bdf, 0, descriptor(OP_COPY, SRC, DST, 64, COMPLETION));
+    let regs = bar0(&h, bdf);
+    assert_eq!(read32(&h, regs + REG_ERROR_CODE), Status::DescFault as u32);
+    passthrough.ram_changed().unwrap();
+    assert_eq!(space.mapped(), [(0, RAM_SIZE)]);
+    write32(&h, regs + REG_STATUS, STATUS_ERROR);
+    assert_eq!(read32(&h, regs + REG_COMPLETED), 1);
 }

@@ -26,7 +26,7 @@ pub struct DeviceConfig {
     pub serial: SerialSink,
     /// The passthrough devices, in `--device` order.
     pub passthrough: Vec<PassthroughSpec>,
-    /// The host IOMMU backend of host passthrough devices.
+    /// The host IOMMU backend of passthrough devices (`--host-iommu`).
     pub host_iommu: HostIommu,
 }
 

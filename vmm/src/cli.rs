@@ -29,9 +29,10 @@ PCI slot on bus 0, in order):
   <BDF>                           a host PCI device by address, e.g. 0000:01:00.0
   <NAME>                          1 to 32 letters, digits, '-', '_' or '.'; default vfio0,
                                   vfio1, ... (the lowest not taken)
-Emulated devices always use the emulated host (an in-process iommufd with a software IOMMU,
-no host IOMMU needed); host devices use the backend --host-iommu picks. Guest RAM is mapped
-for device DMA at IOVA = guest physical address.
+Emulated devices always use the emulated host (in-process, with a software IOMMU; no host
+IOMMU needed): its iommufd, or its type1 container with --host-iommu container. Host devices
+use the kernel backend --host-iommu picks. Guest RAM is mapped for device DMA at IOVA = guest
+physical address.
 
 Exit status:
   0  the guest powered off
@@ -76,7 +77,8 @@ pub struct Cli {
     #[arg(long = "device", value_name = "vfio=SPEC[,id=NAME]", value_parser = parse_device)]
     pub devices: Vec<DeviceArg>,
 
-    /// The host IOMMU backend of host devices.
+    /// The host IOMMU backend: iommufd or the legacy type1 container (the emulated host's for
+    /// emulated devices).
     #[arg(long, value_enum, value_name = "BACKEND", default_value_t = HostIommu::Auto)]
     pub host_iommu: HostIommu,
 

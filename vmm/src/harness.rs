@@ -16,7 +16,7 @@ use crate::hypervisor::Hypervisor;
 use crate::interrupts::{EdgeIrq, RecordedInterrupt, RecordingInterruptManager};
 use crate::memory::{GuestRam, MemoryError};
 use crate::memory_slots::{MemorySlot, MemorySlotError, MemorySlots};
-use crate::passthrough::PassthroughSpec;
+use crate::passthrough::{HostIommu, PassthroughSpec};
 use crate::platform::{SerialCapture, SerialSink};
 use crate::power::ExitReason;
 
@@ -112,19 +112,21 @@ pub struct Harness {
 impl Harness {
     /// A machine with `memory_size` bytes of RAM and the platform devices, COM1 output captured.
     pub fn new(memory_size: u64) -> Result<Self, HarnessError> {
-        Self::with_passthrough(memory_size, &[])
+        Self::with_passthrough(memory_size, &[], HostIommu::Auto)
     }
 
-    /// Like [`new`](Self::new), with the passthrough devices of `devices` (emulated ones; host
-    /// devices use the host's IOMMU as `--host-iommu auto` does), wired as on KVM but with INTx
-    /// delivered through the event loop ([`dispatch_events`](Self::dispatch_events)).
+    /// Like [`new`](Self::new), with the passthrough devices of `devices` on the `host_iommu`
+    /// backend (as `--host-iommu` picks it), wired as on KVM but with INTx delivered through the
+    /// event loop ([`dispatch_events`](Self::dispatch_events)).
     pub fn with_passthrough(
         memory_size: u64,
         devices: &[PassthroughSpec],
+        host_iommu: HostIommu,
     ) -> Result<Self, HarnessError> {
         let serial = SerialCapture::new();
         let config = DeviceConfig {
             passthrough: devices.to_vec(),
+            host_iommu,
             ..DeviceConfig::new(SerialSink::Capture(serial.clone()))
         };
         let ram = Arc::new(GuestRam::new(memory_size)?);

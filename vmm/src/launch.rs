@@ -32,7 +32,7 @@ pub struct VmConfig {
     pub serial: SerialSink,
     /// The passthrough devices, in `--device` order.
     pub devices: Vec<PassthroughSpec>,
-    /// The host IOMMU backend of host devices.
+    /// The host IOMMU backend of passthrough devices (`--host-iommu`).
     pub host_iommu: HostIommu,
 }
 

@@ -3,13 +3,16 @@
 //! One context and one [`DmaSpace`] per backend kind, created on first use and shared by every
 //! device of that kind:
 //!
-//! - **emulated**: an [`EmulatedHost`] and its iommufd, for `emulated:` devices (always);
+//! - **emulated iommufd** and **emulated container**: the VM's [`EmulatedHost`] (one, as the
+//!   kernel is one) and its iommufd or type1 container, for `emulated:` devices: the container
+//!   with `--host-iommu container`, else the iommufd. An emulated device goes into the container
+//!   through an emulated IOMMU group of its own, as a host device would through its group;
 //! - **iommufd**: `/dev/iommu`, for host devices opened through their VFIO cdev;
 //! - **container**: the type1 container of [`KernelDeviceOpener`], for host devices opened
 //!   through their IOMMU group.
 //!
 //! A device on an iommufd is bound to the context and attached to the IOAS, and the IOMMU's
-//! PASID support for it is read with `IOMMU_GET_HW_INFO`; a device in the container shares the
+//! PASID support for it is read with `IOMMU_GET_HW_INFO`; a device in a container shares the
 //! container's mappings and gets no PASID.
 
 use std::fmt;
@@ -18,9 +21,11 @@ use std::sync::Arc;
 
 use vfio_passthrough::emulated_device::{EmulatedDeviceSpec, EmulatedSpecError};
 use vfio_passthrough::errno::Errno;
+use vfio_passthrough::host::emulated::type1::{EmulatedGroup, GroupIommu};
 use vfio_passthrough::host::emulated::{EmulatedHost, HostConfig};
 use vfio_passthrough::host::iommufd::uapi::HwInfo;
 use vfio_passthrough::host::iommufd::{Iommufd, KernelIommufd};
+use vfio_passthrough::host::type1::{Type1Container, VFIO_TYPE1V2_IOMMU};
 use vfio_passthrough::pci::PasidSupport;
 use vfio_passthrough::vfio::VfioDevice;
 use vfio_passthrough::vfio::kernel::{
@@ -39,24 +44,38 @@ const CONTAINER_NODE: &str = "/dev/vfio/vfio";
 /// are used.
 const HW_INFO_DATA_LEN: usize = 64;
 
+/// The first group number given to emulated devices in the emulated container (far from the
+/// small numbers the kernel gives real groups, so logs never mix them up).
+const EMULATED_GROUP_BASE: u32 = 1000;
+
 /// The host IOMMU backend a device's DMA goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
     /// The emulated host's iommufd.
-    Emulated,
+    EmulatedIommufd,
+    /// The emulated host's type1 container.
+    EmulatedContainer,
     /// The kernel's iommufd (`/dev/iommu`).
     Iommufd,
     /// A kernel type1 container (`/dev/vfio/vfio`).
     Container,
 }
 
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BackendKind::Emulated => "emulated",
+impl BackendKind {
+    /// The name used in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::EmulatedIommufd => "emulated iommufd",
+            BackendKind::EmulatedContainer => "emulated container",
             BackendKind::Iommufd => "iommufd",
             BackendKind::Container => "container",
-        })
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -117,8 +136,18 @@ pub enum BackendError {
     /// Guest RAM could not be mapped for the backend.
     #[error(transparent)]
     Dma(#[from] DmaSpaceError),
+    /// Putting an emulated device in its group, the group in the emulated container, or
+    /// opening the device through it failed.
+    #[error("{op} failed for the emulated container{hint}", hint = dma_hint(*source))]
+    EmulatedGroup {
+        /// What was done.
+        op: &'static str,
+        /// The emulated host's error.
+        #[source]
+        source: Errno,
+    },
     /// Binding or attaching the device failed.
-    #[error("{op} on the {backend} iommufd failed{hint}", hint = dma_hint(*source))]
+    #[error("{op} on the {backend} failed{hint}", hint = dma_hint(*source))]
     Attach {
         /// "VFIO_DEVICE_BIND_IOMMUFD" or "VFIO_DEVICE_ATTACH_IOMMUFD_PT".
         op: &'static str,
@@ -165,39 +194,64 @@ impl IommufdBackend {
     }
 }
 
+/// The emulated host's type1 container with guest RAM mapped, and the groups in it.
+#[derive(Debug)]
+struct EmulatedContainerBackend {
+    container: Arc<dyn Type1Container>,
+    space: DmaSpace,
+    groups: Vec<Arc<EmulatedGroup>>,
+}
+
 /// The host IOMMU contexts of one VM.
 #[derive(Debug)]
 pub struct HostBackends {
     ram: Arc<GuestRam>,
     choice: HostIommu,
+    emulated_host: Option<Arc<EmulatedHost>>,
     emulated: Option<IommufdBackend>,
+    emulated_container: Option<EmulatedContainerBackend>,
     iommufd: Option<IommufdBackend>,
     opener: KernelDeviceOpener,
     container: Option<DmaSpace>,
 }
 
 impl HostBackends {
-    /// No context yet; host devices will use `choice`.
+    /// No context yet; devices will use `choice`.
     pub fn new(ram: Arc<GuestRam>, choice: HostIommu) -> Self {
         Self {
             ram,
             choice,
+            emulated_host: None,
             emulated: None,
+            emulated_container: None,
             iommufd: None,
             opener: KernelDeviceOpener::new(),
             container: None,
         }
     }
 
-    /// The DMA spaces created so far (emulated, iommufd, container).
+    /// The DMA spaces created so far (emulated iommufd, emulated container, iommufd,
+    /// container).
     pub fn dma_spaces(&self) -> Vec<&DmaSpace> {
-        let iommufd = [&self.emulated, &self.iommufd];
-        iommufd
-            .into_iter()
-            .flatten()
-            .map(|b| &b.space)
-            .chain(self.container.as_ref())
-            .collect()
+        let emulated = self.emulated.as_ref().map(|b| &b.space);
+        let emulated_container = self.emulated_container.as_ref().map(|b| &b.space);
+        let iommufd = self.iommufd.as_ref().map(|b| &b.space);
+        [
+            emulated,
+            emulated_container,
+            iommufd,
+            self.container.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// The VM's emulated host, created on first use with this process's limits.
+    fn emulated_host(&mut self) -> Arc<EmulatedHost> {
+        self.emulated_host
+            .get_or_insert_with(|| EmulatedHost::new(HostConfig::from_process()))
+            .clone()
     }
 
     /// Opens the device `source` names and connects its DMA to guest RAM.
@@ -209,21 +263,81 @@ impl HostBackends {
     }
 
     fn open_emulated(&mut self, spec: &EmulatedDeviceSpec) -> Result<OpenedDevice, BackendError> {
+        if self.choice == HostIommu::Container {
+            return self.open_emulated_in_container(spec);
+        }
         let device: Arc<dyn VfioDevice> = Arc::new(spec.build()?);
+        let host = self.emulated_host();
         let backend = match &mut self.emulated {
             Some(b) => b,
             None => {
-                let host = EmulatedHost::new(HostConfig::from_process());
                 let ctx: Arc<dyn Iommufd> = Arc::new(host.open_iommufd());
                 self.emulated
                     .insert(IommufdBackend::new("emulated", ctx, self.ram.clone())?)
             }
         };
-        let pasid = bind_and_attach(&device, backend, BackendKind::Emulated)?;
+        let pasid = bind_and_attach(&device, backend, BackendKind::EmulatedIommufd)?;
         Ok(OpenedDevice {
             vfio: device,
-            backend: BackendKind::Emulated,
+            backend: BackendKind::EmulatedIommufd,
             pasid,
+        })
+    }
+
+    /// The legacy path on the emulated host: the device in an IOMMU group of its own, the group
+    /// in the VM's emulated type1 container (type1v2, RAM mapped once the first group is in),
+    /// the device opened through its group.
+    fn open_emulated_in_container(
+        &mut self,
+        spec: &EmulatedDeviceSpec,
+    ) -> Result<OpenedDevice, BackendError> {
+        let error = |op| move |source| BackendError::EmulatedGroup { op, source };
+        let device = Arc::new(spec.build()?);
+        let host = self.emulated_host();
+        let taken = self
+            .emulated_container
+            .as_ref()
+            .map_or(0, |b| b.groups.len());
+        let group = EmulatedGroup::new(EMULATED_GROUP_BASE + taken as u32, GroupIommu::default());
+        // The group's only device; the name is what VFIO_GROUP_GET_DEVICE_FD looks up.
+        let name = "0000:00:00.0";
+        group
+            .add_device(name, device)
+            .map_err(error("placing the device in its group"))?;
+        let backend = match &mut self.emulated_container {
+            Some(b) => {
+                group
+                    .set_container(b.container.as_ref())
+                    .map_err(error("VFIO_GROUP_SET_CONTAINER"))?;
+                b
+            }
+            None => {
+                let container: Arc<dyn Type1Container> = Arc::new(host.open_type1());
+                group
+                    .set_container(container.as_ref())
+                    .map_err(error("VFIO_GROUP_SET_CONTAINER"))?;
+                container
+                    .set_iommu(VFIO_TYPE1V2_IOMMU)
+                    .map_err(error("VFIO_SET_IOMMU(TYPE1v2)"))?;
+                let space =
+                    DmaSpace::container("emulated container", container.clone(), self.ram.clone())?;
+                self.emulated_container.insert(EmulatedContainerBackend {
+                    container,
+                    space,
+                    groups: Vec::new(),
+                })
+            }
+        };
+        let vfio: Arc<dyn VfioDevice> = Arc::from(
+            group
+                .device(name)
+                .map_err(error("VFIO_GROUP_GET_DEVICE_FD"))?,
+        );
+        backend.groups.push(group);
+        Ok(OpenedDevice {
+            vfio,
+            backend: BackendKind::EmulatedContainer,
+            pasid: None,
         })
     }
 
@@ -260,7 +374,11 @@ impl HostBackends {
                             path: path.to_owned(),
                         }
                     })?;
-                    self.container = Some(DmaSpace::container(container, self.ram.clone())?);
+                    self.container = Some(DmaSpace::container(
+                        "container",
+                        container,
+                        self.ram.clone(),
+                    )?);
                 }
                 Ok(OpenedDevice {
                     vfio: Arc::new(group_device),
@@ -365,7 +483,7 @@ mod tests {
         let backend = IommufdBackend::new("emulated", ctx, ram).unwrap();
         let spec = EmulatedDeviceSpec::parse("emulated:dma-engine").unwrap();
         let device: Arc<dyn VfioDevice> = Arc::new(spec.build().unwrap());
-        let err = bind_and_attach(&device, &backend, BackendKind::Emulated).unwrap_err();
+        let err = bind_and_attach(&device, &backend, BackendKind::EmulatedIommufd).unwrap_err();
         assert!(matches!(
             err,
             BackendError::Attach {
@@ -390,7 +508,7 @@ mod tests {
         let pasid = |text: &str| {
             let spec = EmulatedDeviceSpec::parse(text).unwrap();
             let device: Arc<dyn VfioDevice> = Arc::new(spec.build().unwrap());
-            bind_and_attach(&device, &backend, BackendKind::Emulated).unwrap()
+            bind_and_attach(&device, &backend, BackendKind::EmulatedIommufd).unwrap()
         };
         assert_eq!(
             pasid("emulated:dma-engine"),
@@ -411,7 +529,7 @@ mod tests {
         // The selftest's mock IOMMU translates only from 16 MiB up; RAM starts at 0.
         let spec = EmulatedDeviceSpec::parse("emulated:dma-engine,iommu=mock").unwrap();
         let device: Arc<dyn VfioDevice> = Arc::new(spec.build().unwrap());
-        let err = bind_and_attach(&device, &backend, BackendKind::Emulated).unwrap_err();
+        let err = bind_and_attach(&device, &backend, BackendKind::EmulatedIommufd).unwrap_err();
         assert_eq!(
             err.to_string(),
             "VFIO_DEVICE_ATTACH_IOMMUFD_PT on the emulated iommufd failed (guest RAM overlaps \

@@ -162,12 +162,13 @@ impl DmaSpace {
         Ok((Self::with_target(backend, target, ram)?, ioas_id))
     }
 
-    /// All of `ram` mapped in `container` (which has its IOMMU type set).
+    /// All of `ram` mapped in `container` (backend `backend`), which has its IOMMU type set.
     pub fn container(
+        backend: &'static str,
         container: Arc<dyn Type1Container>,
         ram: Arc<GuestRam>,
     ) -> Result<Self, DmaSpaceError> {
-        Self::with_target("container", DmaTarget::Container(container), ram)
+        Self::with_target(backend, DmaTarget::Container(container), ram)
     }
 
     fn with_target(
@@ -187,7 +188,7 @@ impl DmaSpace {
         Ok(space)
     }
 
-    /// The backend's name ("emulated", "iommufd", "container").
+    /// The backend's name ("emulated", "emulated container", "iommufd", "container").
     pub fn backend(&self) -> &'static str {
         self.backend
     }

@@ -26,16 +26,18 @@ const VFIO_PREFIX: &str = "vfio=";
 /// The longest device id accepted.
 const MAX_ID_LEN: usize = 32;
 
-/// Which host IOMMU backend host devices use (`--host-iommu`). Emulated devices always use the
-/// emulated host.
+/// Which host IOMMU backend devices use (`--host-iommu`). Emulated devices always use the
+/// emulated host: its iommufd, or its type1 container with `container`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum HostIommu {
-    /// iommufd (`/dev/iommu`, VFIO cdevs) when the host has it, else the legacy type1 container.
+    /// iommufd (`/dev/iommu`, VFIO cdevs) when the host has it, else the legacy type1 container;
+    /// the emulated host's iommufd for emulated devices.
     #[default]
     Auto,
     /// iommufd only: refuse a host device if the host has no `/dev/iommu` or no VFIO cdev for it.
     Iommufd,
-    /// the legacy VFIO type1 container (`/dev/vfio/vfio`, devices opened through their group).
+    /// the legacy VFIO type1 container (`/dev/vfio/vfio`, devices opened through their group),
+    /// the emulated host's for emulated devices.
     Container,
 }
 
