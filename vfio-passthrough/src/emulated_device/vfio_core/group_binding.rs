@@ -11,7 +11,7 @@
 //!
 //! DMA is connected when the device is first opened through its group and blocked again when
 //! the last such handle is dropped (vfio-pci disables the device on close). Each access looks
-//! the group's [`Attachment`] up again, so it follows the container (blocked before
+//! the group's [`Attachment`](crate::host::emulated::Attachment) up again, so it follows the container (blocked before
 //! `VFIO_SET_IOMMU` could not happen: the device cannot be opened then), and PASID-tagged
 //! requests are blocked: type1 attaches no PASID, and the host enables no PASID capability.
 
@@ -24,7 +24,6 @@ use crate::host::dma::{DmaFault, DmaFaultReason, DmaPort};
 use crate::host::emulated::type1::{
     EmulatedGroup, GroupAttachment, GroupDeviceAccess, GroupMember,
 };
-use crate::host::emulated::{Attachment, Pages};
 use crate::host::iommufd::Iommufd;
 use crate::vfio::{
     DeviceInfo, DmaLoggingRange, DmaLoggingReport, IrqInfo, IrqSet, MigrationData, MmapArea,
@@ -211,70 +210,38 @@ impl VfioDevice for EmulatedGroupDevice {
     }
 }
 
-/// The DMA of a device opened through its group: translated by the group's paging domain.
-///
-/// Its walk over [`Domain::translate`](crate::host::emulated::Domain::translate) is the same
-/// stage-2 walk the iommufd binding's port does; once the shared DMA translator takes an
-/// [`Attachment`], this port should hand it `self.attachment.attachment()` instead.
+/// The DMA of a device opened through its group: translated by whatever the group's container
+/// gives it (its paging domain once `SET_IOMMU` ran, blocked before), through the same stage-2
+/// path as iommufd attachments (unmap-safe locking, dirty marking). Group-opened devices carry
+/// no PASID: a request with one is blocked.
 #[derive(Debug)]
 pub struct GroupDmaPort {
     attachment: GroupAttachment,
 }
 
 impl GroupDmaPort {
-    /// Runs `op(pages, offset, range)` over each translated piece of `[iova, iova + len)`;
-    /// stops at the first IOVA that does not translate for this access.
-    fn walk(
-        &self,
-        pasid: Option<u32>,
-        iova: u64,
-        len: usize,
-        write: bool,
-        mut op: impl FnMut(&Pages, u64, std::ops::Range<usize>) -> Result<(), Errno>,
-    ) -> Result<(), DmaFault> {
-        let fault = |at: u64, reason| DmaFault {
-            iova: at,
+    fn blocked(pasid: Option<u32>, iova: u64, write: bool) -> DmaFault {
+        DmaFault {
+            iova,
             pasid,
             write,
-            reason,
-        };
-        let domain = match (pasid, self.attachment.attachment()) {
-            (None, Attachment::Paging(domain)) => domain,
-            (None, Attachment::Nested(_)) => {
-                return Err(fault(iova, DmaFaultReason::NotPresent));
-            }
-            _ => return Err(fault(iova, DmaFaultReason::Blocked)),
-        };
-        let mut done = 0usize;
-        while done < len {
-            let at = iova.wrapping_add(done as u64);
-            let t = domain
-                .translate(at)
-                .ok_or_else(|| fault(at, DmaFaultReason::NotPresent))?;
-            if (write && !t.prot.write) || (!write && !t.prot.read) {
-                return Err(fault(at, DmaFaultReason::Permission));
-            }
-            let room = t.mapping_last.saturating_sub(at).saturating_add(1);
-            let n = (len - done).min(usize::try_from(room).unwrap_or(usize::MAX));
-            op(&t.pages, t.offset, done..done + n)
-                .map_err(|_| fault(at, DmaFaultReason::Backing))?;
-            done += n;
+            reason: DmaFaultReason::Blocked,
         }
-        Ok(())
     }
 }
 
 impl DmaPort for GroupDmaPort {
     fn read(&self, pasid: Option<u32>, iova: u64, buf: &mut [u8]) -> Result<(), DmaFault> {
-        let len = buf.len();
-        self.walk(pasid, iova, len, false, |pages, offset, range| {
-            pages.read(offset, &mut buf[range])
-        })
+        if pasid.is_some() {
+            return Err(Self::blocked(pasid, iova, false));
+        }
+        self.attachment.attachment().dma_read(pasid, iova, buf)
     }
 
     fn write(&self, pasid: Option<u32>, iova: u64, buf: &[u8]) -> Result<(), DmaFault> {
-        self.walk(pasid, iova, buf.len(), true, |pages, offset, range| {
-            pages.write(offset, &buf[range])
-        })
+        if pasid.is_some() {
+            return Err(Self::blocked(pasid, iova, true));
+        }
+        self.attachment.attachment().dma_write(pasid, iova, buf)
     }
 }

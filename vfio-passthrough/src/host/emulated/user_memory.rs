@@ -230,9 +230,10 @@ mod tests {
     #[test]
     fn bad_addresses_are_efault() {
         let m = Mapping::anon(2 * PAGE_SIZE, libc::PROT_READ | libc::PROT_WRITE);
-        m.unmap_page(1);
+        let hole = m.unmap_page(1);
         let mut buf = [0u8; 16];
         assert_eq!(read(m.addr() + PAGE_SIZE - 8, &mut buf), Err(Errno::EFAULT));
+        drop(hole);
         let ro = Mapping::anon(PAGE_SIZE, libc::PROT_READ);
         assert_eq!(write(ro.addr(), &buf), Err(Errno::EFAULT));
     }

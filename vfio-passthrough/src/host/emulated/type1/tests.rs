@@ -75,7 +75,7 @@ fn failed_maps_pin_and_charge_nothing() {
     let (c, _g) = ready(&h);
     let mem = Mapping::anon(8 * P, RW);
     assert_eq!(map(&c, mem.addr(), 0x10_0000, 5 * P), Err(Errno::ENOMEM));
-    mem.unmap_page(2);
+    let _hole = mem.unmap_page(2);
     assert_eq!(map(&c, mem.addr(), 0x10_0000, 4 * P), Err(Errno::EFAULT));
     assert!(h.nothing_pinned());
     assert_eq!(h.locked_pages(), (0, 0, 0));
