@@ -25,9 +25,7 @@ fn test_guest_finds_acpi_and_ecam_scans_pci_and_powers_off_under_kvm() {
     let mut machine = Machine::new(&MachineConfig {
         memory_size: 64 << 20,
         vcpus: 1,
-        devices: DeviceConfig {
-            serial: SerialSink::Capture(serial.clone()),
-        },
+        devices: DeviceConfig::new(SerialSink::Capture(serial.clone())),
     })
     .expect("KVM machine");
     let memory = machine.core().ram().memory();

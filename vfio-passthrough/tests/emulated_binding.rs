@@ -209,8 +209,27 @@ fn pasid_requests_translate_through_the_pasids_attachment() {
     const PASID: u32 = 7;
     let s = setup();
     let dev = build("emulated:dma-engine");
-    dev.bind_iommufd(&s.ctx).unwrap();
-    let hwpt = dev.attach_pt(s.ioas, None).unwrap();
+    let dev_id = dev.bind_iommufd(&s.ctx).unwrap();
+    let auto = dev.attach_pt(s.ioas, None).unwrap();
+    assert_eq!(
+        dev.attach_pt(auto, Some(PASID)),
+        Err(Errno::EINVAL),
+        "an automatic HWPT is not PASID-compatible"
+    );
+    let mut alloc = HwptAlloc {
+        flags: IOMMU_HWPT_ALLOC_PASID,
+        dev_id,
+        pt_id: s.ioas,
+        ..Default::default()
+    };
+    s.ctx.hwpt_alloc(&mut alloc, &[]).unwrap();
+    let hwpt = alloc.out_hwpt_id;
+    assert_eq!(
+        dev.attach_pt(hwpt, Some(PASID)),
+        Err(Errno::EINVAL),
+        "the RID's HWPT is not PASID-compatible"
+    );
+    dev.attach_pt(hwpt, None).unwrap();
     start(&dev);
     ram_write(&s, SRC_AT, &[0xab; 64]);
     let tagged = Desc {

@@ -3,8 +3,8 @@
 //! devices on the buses.
 //!
 //! Device wiring lives here only, reaching the hypervisor through the [`Hypervisor`] trait, so
-//! what the harness tests is what the KVM machine runs. PCI devices (the passthrough device) are
-//! added to [`MachineCore::pci`] after the platform devices and the host bridge.
+//! what the harness tests is what the KVM machine runs. Passthrough devices are added to
+//! [`MachineCore::pci`] after the platform devices and the host bridge, in `--device` order.
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use crate::buses::Buses;
 use crate::event_loop::EventLoop;
 use crate::hypervisor::Hypervisor;
 use crate::memory::GuestRam;
+use crate::passthrough::{HostIommu, Passthrough, PassthroughError, PassthroughSpec};
 use crate::pci::{PciError, PciRoot};
 use crate::platform::{Platform, PlatformError, SerialSink};
 use crate::power::PowerControl;
@@ -23,6 +24,21 @@ use crate::power::PowerControl;
 pub struct DeviceConfig {
     /// Where COM1 output goes.
     pub serial: SerialSink,
+    /// The passthrough devices, in `--device` order.
+    pub passthrough: Vec<PassthroughSpec>,
+    /// The host IOMMU backend of passthrough devices (`--host-iommu`).
+    pub host_iommu: HostIommu,
+}
+
+impl DeviceConfig {
+    /// The platform devices with COM1 output to `serial`, no passthrough device.
+    pub fn new(serial: SerialSink) -> Self {
+        Self {
+            serial,
+            passthrough: Vec::new(),
+            host_iommu: HostIommu::Auto,
+        }
+    }
 }
 
 /// An error from assembling the devices.
@@ -34,15 +50,20 @@ pub enum AssemblyError {
     /// The PCI host bridge or a PCI device could not be wired.
     #[error(transparent)]
     Pci(#[from] PciError),
+    /// A passthrough device could not be wired (boxed: it carries the device's whole story).
+    #[error(transparent)]
+    Passthrough(#[from] Box<PassthroughError>),
 }
 
 /// A machine's devices and the state they share, without vCPUs.
 ///
 /// Fields drop in declaration order: the event loop first (its subscribers may use devices), then
-/// the devices, then the hypervisor, then RAM (which the hypervisor's slots point into).
+/// the passthrough devices' host contexts (`Drop` has taken the devices out already), the
+/// devices, the hypervisor, and RAM (which the hypervisor's slots and the DMA spaces point into).
 #[derive(Debug)]
 pub struct MachineCore {
     event_loop: EventLoop,
+    passthrough: Passthrough,
     pci: PciRoot,
     platform: Platform,
     buses: Buses,
@@ -64,8 +85,18 @@ impl MachineCore {
         let power = Arc::new(PowerControl::new());
         let platform = Platform::attach(&buses, hypervisor.as_ref(), &config.serial, &power)?;
         let pci = PciRoot::attach(&buses)?;
+        let passthrough = Passthrough::attach(
+            &config.passthrough,
+            config.host_iommu,
+            &ram,
+            &hypervisor,
+            &pci,
+            &event_loop,
+        )
+        .map_err(Box::new)?;
         Ok(Self {
             event_loop,
+            passthrough,
             pci,
             platform,
             buses,
@@ -113,5 +144,18 @@ impl MachineCore {
     /// PCI segment 0: bus 0, its config access, and BAR placement for added devices.
     pub fn pci(&self) -> &PciRoot {
         &self.pci
+    }
+
+    /// The passthrough devices and their DMA spaces.
+    pub fn passthrough(&self) -> &Passthrough {
+        &self.passthrough
+    }
+}
+
+impl Drop for MachineCore {
+    fn drop(&mut self) {
+        // Before any field goes: each device leaves the event loop and the bus and loses its
+        // memory slots while everything it is wired to still exists.
+        self.passthrough.detach_all(&self.pci, &self.event_loop);
     }
 }

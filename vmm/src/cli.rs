@@ -1,7 +1,9 @@
 //! The command line: options, their parsing and checking, and the one-line error a user sees.
 //!
-//! `--device vfio=...` and the host IOMMU backend option join [`Cli`] as the passthrough work
-//! lands; [`Cli::into_config`] is where they become part of the [`VmConfig`].
+//! Each option is checked as clap parses it; what needs all options at once (device ids must be
+//! distinct) is checked by [`Cli::into_config`]. Host devices are checked against the host
+//! (path, driver, IOMMU backend) by [`launch`](crate::launch::launch) before the machine is
+//! built.
 
 use std::path::PathBuf;
 
@@ -10,9 +12,28 @@ use clap::{Parser, ValueEnum};
 
 use crate::launch::VmConfig;
 use crate::machine::MAX_VCPUS;
+use crate::passthrough::{DeviceArg, DeviceSpecError, HostIommu, assign_ids};
 use crate::platform::SerialSink;
 
-const EXIT_STATUS_HELP: &str = "\
+const AFTER_HELP: &str = "\
+Passthrough devices (--device vfio=<SPEC>[,id=<NAME>], repeatable; each takes the next free
+PCI slot on bus 0, in order):
+  emulated:dma-engine[,pasid=on|off][,migration=both|v2|v1|off][,iommu=vtd|mock]
+                                  the emulated DMA engine (docs/dma-engine.md); defaults on,
+                                  both, vtd
+  emulated:mailbox[,iommu=vtd|mock]
+                                  the emulated mailbox (a doorbell and INTx)
+  /sys/bus/pci/devices/<BDF>      a host PCI device bound to vfio-pci
+  /sys/bus/mdev/devices/<UUID>    a host mediated device
+  /dev/vfio/devices/vfio<N>       a host device's VFIO cdev (needs iommufd)
+  <BDF>                           a host PCI device by address, e.g. 0000:01:00.0
+  <NAME>                          1 to 32 letters, digits, '-', '_' or '.'; default vfio0,
+                                  vfio1, ... (the lowest not taken)
+Emulated devices always use the emulated host (in-process, with a software IOMMU; no host
+IOMMU needed): its iommufd, or its type1 container with --host-iommu container. Host devices
+use the kernel backend --host-iommu picks. Guest RAM is mapped for device DMA at IOVA = guest
+physical address.
+
 Exit status:
   0  the guest powered off
   1  the machine could not be set up or started (the error is printed)
@@ -23,7 +44,7 @@ Exit status:
 
 /// Boot a guest under KVM.
 #[derive(Debug, Parser)]
-#[command(name = "vmm", version, about = "Boot a guest under KVM.", after_help = EXIT_STATUS_HELP)]
+#[command(name = "vmm", version, about = "Boot a guest under KVM.", after_help = AFTER_HELP)]
 pub struct Cli {
     /// Kernel image to boot: an x86-64 ELF (`vmlinux`, entered through its PVH note if it has
     /// one, else in 64-bit mode) or a bzImage (64-bit boot protocol).
@@ -50,6 +71,16 @@ pub struct Cli {
     /// Where COM1 output goes: `stdout`, `null`, or `file=<PATH>` (created or truncated).
     #[arg(long, value_name = "SINK", default_value = "stdout", value_parser = parse_serial)]
     pub serial: SerialSink,
+
+    /// Pass a device through to the guest: `vfio=<SPEC>[,id=<NAME>]`, repeatable (the SPEC
+    /// forms are listed below).
+    #[arg(long = "device", value_name = "vfio=SPEC[,id=NAME]", value_parser = parse_device)]
+    pub devices: Vec<DeviceArg>,
+
+    /// The host IOMMU backend: iommufd or the legacy type1 container (the emulated host's for
+    /// emulated devices).
+    #[arg(long, value_enum, value_name = "BACKEND", default_value_t = HostIommu::Auto)]
+    pub host_iommu: HostIommu,
 
     /// Log messages at this level and above go to stderr.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Warn)]
@@ -87,17 +118,25 @@ impl From<LogLevel> for log::LevelFilter {
 }
 
 impl Cli {
-    /// The machine the options describe.
-    pub fn into_config(self) -> VmConfig {
-        VmConfig {
+    /// The machine the options describe; devices get their ids (two with the same id are
+    /// refused).
+    pub fn into_config(self) -> Result<VmConfig, DeviceSpecError> {
+        Ok(VmConfig {
             kernel: self.kernel,
             initramfs: self.initramfs,
             cmdline: self.cmdline,
             memory_size: self.memory,
             vcpus: self.cpus,
             serial: self.serial,
-        }
+            devices: assign_ids(self.devices)?,
+            host_iommu: self.host_iommu,
+        })
     }
+}
+
+/// Parses one `--device` value.
+fn parse_device(s: &str) -> Result<DeviceArg, String> {
+    DeviceArg::parse(s).map_err(|e| e.to_string())
 }
 
 /// Parses "512M", "2G", "65536" (bytes, K/M/G/T in powers of 1024, case-insensitive, optional
@@ -273,10 +312,74 @@ mod tests {
             "--memory",
             "--cpus",
             "--serial",
+            "--device",
+            "--host-iommu",
             "--log-level",
         ] {
             assert!(text.contains(option), "help lacks {option}");
         }
         assert!(text.contains("Exit status"));
+        for form in [
+            "emulated:dma-engine",
+            "/sys/bus/pci/devices/<BDF>",
+            "/dev/vfio/devices",
+        ] {
+            assert!(text.contains(form), "help lacks the device form {form}");
+        }
+        for backend in ["auto", "iommufd", "container"] {
+            assert!(text.contains(backend), "help lacks --host-iommu {backend}");
+        }
+    }
+
+    #[test]
+    fn devices_are_repeatable_and_get_ids_in_order() {
+        let cli = parse(&[
+            "--kernel",
+            "k",
+            "--device",
+            "vfio=emulated:dma-engine",
+            "--device",
+            "vfio=emulated:mailbox,id=mbox",
+            "--host-iommu",
+            "container",
+        ])
+        .unwrap();
+        assert_eq!(cli.host_iommu, HostIommu::Container);
+        let config = cli.into_config().unwrap();
+        let ids: Vec<&str> = config.devices.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["vfio0", "mbox"]);
+        assert_eq!(config.host_iommu, HostIommu::Container);
+    }
+
+    #[test]
+    fn a_bad_device_value_is_a_usage_error_naming_it() {
+        let err = parse(&["--kernel", "k", "--device", "vfio=emulated:gpu"]).unwrap_err();
+        let ParseOutcome::Error(line) = explain(&err) else {
+            panic!("not an error: {err}");
+        };
+        assert!(line.contains("unknown emulated model 'gpu'"), "{line}");
+        assert!(!line.contains('\n'));
+        let err = parse(&["--kernel", "k", "--host-iommu", "vt-d"]).unwrap_err();
+        let ParseOutcome::Error(line) = explain(&err) else {
+            panic!("not an error: {err}");
+        };
+        assert!(line.contains("'vt-d'"), "{line}");
+    }
+
+    #[test]
+    fn duplicate_device_ids_are_refused() {
+        let cli = parse(&[
+            "--kernel",
+            "k",
+            "--device",
+            "vfio=emulated:dma-engine,id=a",
+            "--device",
+            "vfio=emulated:mailbox,id=a",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.into_config().unwrap_err().to_string(),
+            "device id 'a' is used by more than one --device"
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use devices::bus::lock;
 use devices::interrupt::{InterruptError, InterruptManager};
+use vfio_passthrough::pci::IntxDelivery;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError};
 
 use crate::assembly::{AssemblyError, DeviceConfig, MachineCore};
@@ -15,6 +16,7 @@ use crate::hypervisor::Hypervisor;
 use crate::interrupts::{EdgeIrq, RecordedInterrupt, RecordingInterruptManager};
 use crate::memory::{GuestRam, MemoryError};
 use crate::memory_slots::{MemorySlot, MemorySlotError, MemorySlots};
+use crate::passthrough::{HostIommu, PassthroughSpec};
 use crate::platform::{SerialCapture, SerialSink};
 use crate::power::ExitReason;
 
@@ -55,6 +57,12 @@ impl RecordingHypervisor {
 impl Hypervisor for RecordingHypervisor {
     fn interrupt_manager(&self) -> Arc<dyn InterruptManager> {
         Arc::new(self.interrupts.clone())
+    }
+
+    fn intx_delivery(&self) -> IntxDelivery {
+        // The test plays the interrupt controller: the device's subscriber raises the line when
+        // the test dispatches events, and unmasks INTx after the test's end of interrupt.
+        IntxDelivery::Userspace
     }
 
     fn create_edge_irq(&self, gsi: u32) -> Result<Arc<dyn EdgeIrq>, InterruptError> {
@@ -104,9 +112,22 @@ pub struct Harness {
 impl Harness {
     /// A machine with `memory_size` bytes of RAM and the platform devices, COM1 output captured.
     pub fn new(memory_size: u64) -> Result<Self, HarnessError> {
+        Self::with_passthrough(memory_size, &[], HostIommu::Auto)
+    }
+
+    /// Like [`new`](Self::new), with the passthrough devices of `devices` on the `host_iommu`
+    /// backend (as `--host-iommu` picks it), wired as on KVM but with INTx delivered through the
+    /// event loop ([`dispatch_events`](Self::dispatch_events)).
+    pub fn with_passthrough(
+        memory_size: u64,
+        devices: &[PassthroughSpec],
+        host_iommu: HostIommu,
+    ) -> Result<Self, HarnessError> {
         let serial = SerialCapture::new();
         let config = DeviceConfig {
-            serial: SerialSink::Capture(serial.clone()),
+            passthrough: devices.to_vec(),
+            host_iommu,
+            ..DeviceConfig::new(SerialSink::Capture(serial.clone()))
         };
         let ram = Arc::new(GuestRam::new(memory_size)?);
         let hypervisor = Arc::new(RecordingHypervisor::new(&ram));

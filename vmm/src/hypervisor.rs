@@ -9,6 +9,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use devices::interrupt::{InterruptError, InterruptManager};
+use vfio_passthrough::pci::IntxDelivery;
 
 use crate::interrupts::EdgeIrq;
 use crate::memory_slots::{MemorySlot, MemorySlotError};
@@ -17,6 +18,11 @@ use crate::memory_slots::{MemorySlot, MemorySlotError};
 pub trait Hypervisor: Send + Sync + Debug {
     /// The manager devices get MSI groups and INTx lines from.
     fn interrupt_manager(&self) -> Arc<dyn InterruptManager>;
+
+    /// How a passthrough device's INTx reaches the guest here: straight through irqfds when
+    /// the lines' resample eventfds are signalled by the hypervisor at the guest's EOI, else
+    /// through the device's event-loop subscriber.
+    fn intx_delivery(&self) -> IntxDelivery;
 
     /// An edge-triggered line on I/O APIC input `gsi`, for a platform (ISA) device.
     fn create_edge_irq(&self, gsi: u32) -> Result<Arc<dyn EdgeIrq>, InterruptError>;

@@ -8,8 +8,12 @@ use crate::acpi::{self, AcpiError};
 use crate::assembly::DeviceConfig;
 use crate::loader::{self, LoaderError};
 use crate::machine::{Machine, MachineConfig, MachineError};
+use crate::passthrough::{
+    BackendError, DeviceSource, HostIommu, PassthroughSpec, check_host_device,
+};
 use crate::platform::SerialSink;
 use crate::power::ExitReason;
+use vfio_passthrough::vfio::kernel::KernelDeviceOpener;
 
 /// Everything needed to boot a guest.
 #[derive(Debug, Clone)]
@@ -26,6 +30,10 @@ pub struct VmConfig {
     pub vcpus: u32,
     /// Where COM1 output goes.
     pub serial: SerialSink,
+    /// The passthrough devices, in `--device` order.
+    pub devices: Vec<PassthroughSpec>,
+    /// The host IOMMU backend of passthrough devices (`--host-iommu`).
+    pub host_iommu: HostIommu,
 }
 
 /// Why the guest could not be started.
@@ -41,6 +49,15 @@ pub enum LaunchError {
         /// The host error.
         #[source]
         source: std::io::Error,
+    },
+    /// A host device cannot be passed through (checked before the machine is built).
+    #[error("passthrough device {id}")]
+    HostDevice {
+        /// The device's id.
+        id: String,
+        /// Why.
+        #[source]
+        source: Box<BackendError>,
     },
     /// The machine could not be built or started.
     #[error(transparent)]
@@ -65,11 +82,25 @@ pub fn launch(config: &VmConfig) -> Result<ExitReason, LaunchError> {
             source,
         })?;
     }
+    // Host devices next: a wrong path or driver is reported before KVM is touched.
+    let opener = KernelDeviceOpener::new();
+    for spec in &config.devices {
+        if let DeviceSource::Host(path) = &spec.source {
+            check_host_device(&opener, path, config.host_iommu).map_err(|source| {
+                LaunchError::HostDevice {
+                    id: spec.id.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        }
+    }
     let machine = Machine::new(&MachineConfig {
         memory_size: config.memory_size,
         vcpus: config.vcpus,
         devices: DeviceConfig {
-            serial: config.serial.clone(),
+            passthrough: config.devices.clone(),
+            host_iommu: config.host_iommu,
+            ..DeviceConfig::new(config.serial.clone())
         },
     })?;
     let memory = machine.core().ram().memory();
@@ -159,6 +190,8 @@ mod tests {
             memory_size: 1,
             vcpus: 1,
             serial: SerialSink::Null,
+            devices: Vec::new(),
+            host_iommu: HostIommu::Auto,
         };
         let err = launch(&config).unwrap_err();
         assert!(

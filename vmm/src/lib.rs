@@ -16,6 +16,7 @@ pub mod loader;
 pub mod machine;
 pub mod memory;
 pub mod memory_slots;
+pub mod passthrough;
 pub mod pci;
 pub mod platform;
 pub mod power;

@@ -34,7 +34,14 @@ fn main() -> ExitCode {
     env_logger::Builder::new()
         .filter_level(cli.log_level.into())
         .init();
-    match launch(&cli.into_config()) {
+    let config = match cli.into_config() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("vmm: {err} (see vmm --help)");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    match launch(&config) {
         Ok(reason) => {
             if reason != ExitReason::PowerOff {
                 eprintln!("vmm: {reason}");

@@ -1,5 +1,6 @@
 //! The `vmm` binary as a user runs it: bad arguments give one line on stderr and a non-zero
-//! status, never a panic; a small ELF guest boots and its serial output lands in a file.
+//! status, never a panic; a small ELF guest boots and its serial output lands in a file; the
+//! test guest passes with an emulated DMA engine passed through.
 
 mod common;
 
@@ -11,6 +12,8 @@ use vmm_sys_util::tempdir::TempDir;
 fn vmm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vmm"))
         .args(args)
+        // As a user debugging would have it: a panic would print a backtrace.
+        .env("RUST_BACKTRACE", "1")
         .output()
         .expect("run the vmm binary")
 }
@@ -109,11 +112,127 @@ fn help_documents_every_option_and_exits_zero() {
         "--memory",
         "--cpus",
         "--serial",
+        "--device",
+        "--host-iommu",
         "--log-level",
         "Exit status",
     ] {
         assert!(help.contains(option), "--help lacks {option}");
     }
+    for grammar in [
+        "vfio=<SPEC>[,id=<NAME>]",
+        "emulated:dma-engine[,pasid=on|off]",
+        "emulated:mailbox",
+        "/sys/bus/pci/devices/<BDF>",
+        "/dev/vfio/devices/vfio<N>",
+        "auto:",
+        "iommufd:",
+        "container:",
+    ] {
+        assert!(help.contains(grammar), "--help lacks {grammar}");
+    }
+}
+
+#[test]
+fn unknown_emulated_model_is_a_usage_error_naming_it() {
+    let line = one_error_line(
+        &vmm(&["--kernel", &some_file(), "--device", "vfio=emulated:gpu"]),
+        2,
+    );
+    assert!(
+        line.contains("unknown emulated model 'gpu' (known: dma-engine, mailbox)"),
+        "{line}"
+    );
+}
+
+#[test]
+fn unknown_device_type_or_spec_is_a_usage_error() {
+    for (value, expected) in [
+        ("virtio=net", "'virtio=net' is not a device"),
+        ("vfio=gpu0", "'gpu0' is not a device spec"),
+        (
+            "vfio=emulated:dma-engine,pasid=maybe",
+            "'pasid=maybe' is not valid",
+        ),
+        (
+            "vfio=emulated:mailbox,id=a/b",
+            "device id 'a/b' is not valid",
+        ),
+    ] {
+        let line = one_error_line(&vmm(&["--kernel", &some_file(), "--device", value]), 2);
+        assert!(line.contains(expected), "{value}: {line}");
+    }
+}
+
+#[test]
+fn duplicate_device_ids_are_a_usage_error() {
+    let line = one_error_line(
+        &vmm(&[
+            "--kernel",
+            &some_file(),
+            "--device",
+            "vfio=emulated:dma-engine,id=dma",
+            "--device",
+            "vfio=emulated:dma-engine,id=dma",
+        ]),
+        2,
+    );
+    assert_eq!(
+        line,
+        "vmm: device id 'dma' is used by more than one --device (see vmm --help)"
+    );
+}
+
+#[test]
+fn unknown_host_iommu_backend_is_a_usage_error() {
+    let line = one_error_line(&vmm(&["--kernel", &some_file(), "--host-iommu", "vtd"]), 2);
+    assert!(line.contains("'vtd'"), "{line}");
+    assert!(line.contains("auto, iommufd, container"), "{line}");
+}
+
+#[test]
+fn missing_host_device_is_named_before_kvm_is_touched() {
+    let line = one_error_line(
+        &vmm(&[
+            "--kernel",
+            &some_file(),
+            "--device",
+            "vfio=/sys/bus/pci/devices/0000:7f:1f.7,id=nic",
+        ]),
+        1,
+    );
+    assert_eq!(
+        line,
+        "vmm: passthrough device nic: /sys/bus/pci/devices/0000:7f:1f.7: no such device"
+    );
+}
+
+#[test]
+fn host_device_not_bound_to_vfio_pci_is_refused_with_its_driver() {
+    // Any PCI device of this machine bound to another driver.
+    let bound = std::fs::read_dir("/sys/bus/pci/devices")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find_map(|dev| {
+            let driver = std::fs::read_link(dev.join("driver")).ok()?;
+            let driver = driver.file_name()?.to_string_lossy().into_owned();
+            (driver != "vfio-pci").then_some((dev, driver))
+        });
+    let Some((dev, driver)) = bound else {
+        eprintln!("skipped: this machine has no PCI device bound to a driver other than vfio-pci");
+        return;
+    };
+    let spec = format!("vfio={}", dev.display());
+    let line = one_error_line(&vmm(&["--kernel", &some_file(), "--device", &spec]), 1);
+    assert_eq!(
+        line,
+        format!(
+            "vmm: passthrough device vfio0: {}: bound to {driver}, not vfio-pci",
+            dev.display()
+        )
+    );
 }
 
 #[test]
@@ -211,4 +330,34 @@ fn guest_reset_is_status_three() {
         false,
     ));
     assert_eq!(one_error_line(&out, 3), "vmm: guest requested a reset");
+}
+
+#[test]
+#[cfg_attr(not(host_has_kvm), ignore = "needs /dev/kvm")]
+fn test_guest_passes_with_an_emulated_dma_engine_passed_through() {
+    let dir = temp_dir();
+    let serial = dir.as_path().join("serial.txt");
+    let out = vmm(&[
+        "--kernel",
+        common::test_guest::test_guest_elf().to_str().unwrap(),
+        "--memory",
+        "64M",
+        "--device",
+        "vfio=emulated:dma-engine",
+        "--serial",
+        &format!("file={}", serial.display()),
+    ]);
+    let text = std::fs::read_to_string(&serial).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(0), "{out:?}\nserial: {text}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.contains(&"guest: dev 00:01.0: ok: copied 256 bytes, msi-x vector 0x40"),
+        "{text}"
+    );
+    assert_eq!(lines.last(), Some(&"guest: PASS"), "{text}");
 }

@@ -57,9 +57,9 @@ fn second_vcpu_waits_for_sipi_and_does_not_block_power_off() {
     let config = vmm::machine::MachineConfig {
         memory_size: 16 << 20,
         vcpus: 2,
-        devices: vmm::assembly::DeviceConfig {
-            serial: vmm::platform::SerialSink::Capture(serial.clone()),
-        },
+        devices: vmm::assembly::DeviceConfig::new(vmm::platform::SerialSink::Capture(
+            serial.clone(),
+        )),
     };
     let mut m = vmm::machine::Machine::new(&config).unwrap();
     load(&mut m, &common::linux64_hello(), BootProtocol::Linux64);

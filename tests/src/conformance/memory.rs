@@ -33,7 +33,7 @@ impl Buffer {
         self.len
     }
 
-    /// True for a zero-length buffer (never made by [`Memory`]).
+    /// True for a zero-length buffer (never made by `Memory`).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -43,7 +43,7 @@ impl Buffer {
         self.addr + index * PAGE
     }
 
-    /// The memfd behind a buffer made by [`Memory::memfd`].
+    /// The memfd behind a buffer made by `Memory::memfd`.
     pub fn file(&self) -> Option<&File> {
         self.file.as_ref()
     }

@@ -12,7 +12,8 @@
 //! kernel version, a VT-d device, control of the memlock limit) is skipped with the reason.
 //!
 //! Use [`run`] for a [`Report`] (a library API the lab runner calls), [`Report::render`] for
-//! the table, and [`Report::failures`] to fail a test.
+//! the table, and [`Report::failures`] to fail a test. The legacy type1 container has its own
+//! cases and backends in [`type1`], printed the same way.
 
 mod backend;
 mod case;
@@ -23,6 +24,7 @@ mod kernel;
 mod memory;
 pub mod process;
 mod report;
+pub mod type1;
 
 pub use backend::{Backend, BackendInfo, Needs, Opened, Skip, Versions, VtdBinder};
 pub use case::{Case, Fail, Outcome};

@@ -129,6 +129,12 @@ impl Drop for ProcessGuard {
     }
 }
 
+/// A memlock limit of `bytes` with pins charged against it (`CAP_IPC_LOCK` dropped from the
+/// effective set) until the guard is dropped: what a case with [`Needs::memlock`] gets.
+pub fn limit_memlock(bytes: u64) -> Result<ProcessGuard, Skip> {
+    apply(&Needs::UAPI.memlock(bytes))
+}
+
 /// Makes the process what `needs` asks for: the memlock limit (with `CAP_IPC_LOCK` dropped, so
 /// pins are charged against it) and `CAP_SYS_RESOURCE` present or absent. A need the process
 /// cannot meet (a capability it may not raise) is a [`Skip`] naming it.

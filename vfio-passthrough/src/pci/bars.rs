@@ -30,6 +30,7 @@ pub struct BarMmap {
     index: usize,
     offset: u64,
     area: MmapArea,
+    writable: bool,
 }
 
 impl BarMmap {
@@ -46,6 +47,13 @@ impl BarMmap {
     /// The mapping: host address and length for a KVM memory slot.
     pub fn area(&self) -> &MmapArea {
         &self.area
+    }
+
+    /// Whether the mapping is writable (the region allows writes). A read-only area must be
+    /// mapped read-only into the guest, so its writes exit and are forwarded (and refused) like
+    /// any trapped access.
+    pub fn writable(&self) -> bool {
+        self.writable
     }
 }
 
@@ -119,6 +127,7 @@ pub(super) fn map_areas(
                 index,
                 offset,
                 area,
+                writable,
             }),
             Err(e) => log::warn!(
                 "{name}: mapping BAR {index} [{offset:#x}, +{len:#x}) failed ({e}); its accesses will be trapped"

@@ -25,14 +25,19 @@
 //! they either describe the host topology or let the guest reset or reconfigure the function
 //! behind our back.
 //!
-//! Extended capabilities exposed: **PASID** (0x1b) only, as the vSVA series does: its capability
-//! register is read from the device and its control register (enable, execute, privileged) is
-//! forwarded, so the device honours PASIDs only once the guest enabled them. (The kernel's
-//! vfio-pci hides PASID itself; a kernel device will simply not show one, and the VMM may add a
-//! virtual one later.) Hidden: ATS and PRI (the host IOMMU owns translation and page requests),
-//! SR-IOV (VFs belong to the host), AER (the host handles errors and reports them through the
-//! ERR interrupt), and every other one. A hidden first extended capability leaves a placeholder
-//! header at 0x100 (ID 0, version 0) whose `next` skips it, as vfio-pci does.
+//! Extended capabilities: the device's own are all hidden, as vfio-pci hides them: PASID (the
+//! host IOMMU driver owns it and enabled it at probe), ATS and PRI (the host IOMMU owns
+//! translation and page requests), SR-IOV (VFs belong to the host), AER (the host handles errors
+//! and reports them through the ERR interrupt), and every other one. A hidden first extended
+//! capability leaves a placeholder header at 0x100 (ID 0, version 0) whose `next` skips it, as
+//! vfio-pci does.
+//!
+//! **PASID** (0x1b) is then *synthesized*, as the vSVA series and QEMU do, when the VMM passes
+//! the host IOMMU's [`PasidSupport`] for the device and the device has extended configuration
+//! space: an 8-byte capability in the first free dword-aligned space from 0x100 (0x100 itself,
+//! since nothing else is exposed there), its capability register built from the IOMMU's report
+//! and its control register virtual (the guest's enables are kept, never forwarded; the host
+//! enabled PASID when it bound the device).
 
 use devices::pci::configuration::PCI_STATUS_CAP_LIST;
 use devices::pci::{
@@ -42,6 +47,7 @@ use devices::pci::{
 
 use super::discovery::DeviceLayout;
 use super::error::VfioPciError;
+use super::pasid::PasidSupport;
 use super::policy::ConfigPolicy;
 use crate::vfio::{VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX};
 
@@ -79,11 +85,12 @@ const EXP_DEVCTL_READRQ: u32 = 0x7000;
 pub const EXP_DEVCTL_BCR_FLR: u32 = 0x8000;
 const EXP_DEVCTL2_ARI: u32 = 0x0020;
 
-const PASID_CAP: u16 = 0x04;
-const PASID_CTRL: u16 = 0x06;
-/// PASID control: enable, execute permission, privileged mode.
-const PASID_CTRL_WRITABLE: u32 = 0x0007;
+/// The version of the synthesized PASID capability.
+const PASID_CAP_VERSION: u8 = 1;
+/// The PASID capability: header, capability register (16 bits), control register (16 bits).
 const PASID_CAP_LEN: u16 = 8;
+/// The end of PCI Express configuration space.
+const CONFIG_SPACE_END: u16 = 0x1000;
 
 /// What an exposed capability is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +100,8 @@ pub(super) enum CapKind {
     Msix(MsixLayout),
     PciExpress,
     VendorSpecific,
-    Pasid,
+    /// A PASID capability the VMM synthesized (not the device's).
+    VirtualPasid(PasidSupport),
 }
 
 /// A capability the guest sees.
@@ -116,7 +124,7 @@ pub(super) struct Capability {
 pub(super) struct CapabilityPlan {
     /// Standard capabilities exposed, in the device's list order.
     pub standard: Vec<Capability>,
-    /// Extended capabilities exposed, in the device's list order.
+    /// Extended capabilities exposed (only synthesized ones), in offset order.
     pub extended: Vec<Capability>,
     /// Capabilities hidden from the guest (logged at start).
     pub hidden: Vec<CapabilityEntry>,
@@ -124,8 +132,13 @@ pub(super) struct CapabilityPlan {
 
 impl CapabilityPlan {
     /// Sorts the device's capabilities into exposed and hidden, checking that the exposed ones
-    /// fit and do not overlap.
-    pub fn new(layout: &DeviceLayout, name: &str) -> Result<Self, VfioPciError> {
+    /// fit and do not overlap, and adds a virtual PASID capability for `pasid` if the device has
+    /// extended configuration space.
+    pub fn new(
+        layout: &DeviceLayout,
+        name: &str,
+        pasid: Option<PasidSupport>,
+    ) -> Result<Self, VfioPciError> {
         let config = &layout.config;
         let byte = |o: u16| config.get(usize::from(o)).copied().unwrap_or(0);
         let word = |o: u16| u16::from_le_bytes([byte(o), byte(o + 1)]);
@@ -180,24 +193,26 @@ impl CapabilityPlan {
         }
         if config.len() > usize::from(EXTENDED_START) {
             let dword = |o: u16| layout.config_dword(usize::from(o));
-            for entry in walk_extended_capabilities(dword) {
-                match entry.id {
-                    // A placeholder left by the host for a capability it hides.
-                    0 => {}
-                    EXT_CAP_ID_PASID => {
-                        if usize::from(entry.offset + PASID_CAP_LEN) > config.len() {
-                            return Err(invalid(entry, "capability runs past config space"));
-                        }
-                        plan.extended.push(Capability {
-                            id: entry.id,
-                            offset: entry.offset,
-                            len: PASID_CAP_LEN,
-                            version: entry.version,
-                            kind: CapKind::Pasid,
-                        });
-                    }
-                    _ => plan.hidden.push(entry),
-                }
+            // A placeholder (ID 0) left by the host for a capability it hides is not one.
+            plan.hidden.extend(
+                walk_extended_capabilities(dword)
+                    .into_iter()
+                    .filter(|entry| entry.id != 0),
+            );
+        }
+        if let Some(support) = pasid {
+            match plan.free_extended_space(config.len(), PASID_CAP_LEN) {
+                Some(offset) => plan.extended.push(Capability {
+                    id: EXT_CAP_ID_PASID,
+                    offset,
+                    len: PASID_CAP_LEN,
+                    version: PASID_CAP_VERSION,
+                    kind: CapKind::VirtualPasid(support),
+                }),
+                None => log::info!(
+                    "{name}: the host IOMMU supports PASIDs for the device, but it has no \
+                     extended configuration space to show a PASID capability in"
+                ),
             }
         }
         for list in [&plan.standard, &plan.extended] {
@@ -218,6 +233,26 @@ impl CapabilityPlan {
             check_msix_placement(layout, name, msix)?;
         }
         Ok(plan)
+    }
+
+    /// The lowest dword-aligned offset from 0x100 where `len` bytes overlap no exposed
+    /// extended capability, inside a config space of `config_len` bytes.
+    fn free_extended_space(&self, config_len: usize, len: u16) -> Option<u16> {
+        let end = CONFIG_SPACE_END.min(u16::try_from(config_len).unwrap_or(CONFIG_SPACE_END));
+        let mut taken: Vec<(u16, u16)> = self
+            .extended
+            .iter()
+            .map(|c| (c.offset, c.offset + c.len))
+            .collect();
+        taken.sort_unstable();
+        let mut at = EXTENDED_START;
+        for (start, stop) in taken {
+            if at + len <= start {
+                break;
+            }
+            at = at.max(stop.next_multiple_of(4));
+        }
+        (at + len <= end).then_some(at)
     }
 
     /// The exposed MSI capability: its offset and shape.
@@ -272,13 +307,15 @@ impl CapabilityPlan {
         }
         for (i, cap) in self.extended.iter().enumerate() {
             let next = self.extended.get(i + 1).map_or(0, |n| n.offset);
-            copy_bytes(layout, regs, cap.offset, cap.len);
             let header =
                 u32::from(cap.id) | (u32::from(cap.version) << 16) | (u32::from(next) << 20);
             regs.set_register(usize::from(cap.offset / 4), header);
-            if cap.kind == CapKind::Pasid {
-                policy.passthrough(cap.offset + PASID_CAP, 2);
-                policy.set(cap.offset + PASID_CTRL, 2, 0, PASID_CTRL_WRITABLE);
+            if let CapKind::VirtualPasid(support) = cap.kind {
+                // Capability register from the IOMMU's report, control register 0; both virtual
+                // (the policy's default), the control's enables guest-writable.
+                let reg = usize::from(cap.offset / 4) + 1;
+                regs.set_register(reg, u32::from(support.capability_register()));
+                regs.set_masks(reg, u32::from(support.control_writable()) << 16, 0);
             }
         }
     }
@@ -339,7 +376,8 @@ fn standard_policy(cap: &Capability, regs: &mut PciConfiguration, policy: &mut C
                 policy.set(at, 1, 0, 0xff);
             }
         }
-        CapKind::Pasid => {}
+        // Only ever an extended capability.
+        CapKind::VirtualPasid(_) => {}
     }
 }
 

@@ -19,6 +19,7 @@ use super::interrupts::{
     HostInterrupts, HostIrq, disable_irq_index, group_eventfds, set_irqs_eventfds,
 };
 use super::intx::{Intx, IntxDelivery};
+use super::pasid::PasidSupport;
 use super::subscriber::{UserspaceIntx, VfioPciEventHandler, VfioPciSubscriber};
 use crate::vfio::{
     RegionInfo, VFIO_DEVICE_FLAGS_RESET, VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX,
@@ -34,6 +35,10 @@ pub struct VfioPciDeviceConfig {
     pub intx_gsi: u32,
     /// How INTx reaches the guest.
     pub intx_delivery: IntxDelivery,
+    /// What the host IOMMU supports for the device's PASIDs (from `IOMMU_GET_HW_INFO` once the
+    /// device is bound), or `None`: the guest is shown a virtual PASID capability of this shape
+    /// (see the `capabilities` module). `None` for devices in a type1 container.
+    pub pasid: Option<PasidSupport>,
 }
 
 /// A host PCI function passed through to the guest.
@@ -74,7 +79,7 @@ impl VfioPciDevice {
     ) -> Result<Self, VfioPciError> {
         let name = config.name;
         let layout = DeviceLayout::discover(device.as_ref(), &name)?;
-        let plan = CapabilityPlan::new(&layout, &name)?;
+        let plan = CapabilityPlan::new(&layout, &name, config.pasid)?;
         for hidden in &plan.hidden {
             log::info!(
                 "{name}: hiding capability {:#x} at {:#x} from the guest",

@@ -10,9 +10,11 @@ use devices::pci::{
 };
 
 use super::error::VfioPciError;
+use crate::errno::Errno;
 use crate::vfio::{
     DeviceInfo, IrqInfo, RegionInfo, VFIO_DEVICE_FLAGS_PCI, VFIO_PCI_CONFIG_REGION_INDEX,
-    VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS, VfioDevice, region_info,
+    VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS, VFIO_PCI_VGA_REGION_INDEX,
+    VfioDevice, region_info,
 };
 
 /// Size of PCI Express configuration space; bytes past it are never read.
@@ -65,12 +67,22 @@ impl DeviceLayout {
         }
         let regions = (0..info.num_regions)
             .map(|index| {
-                let region =
-                    region_info(device, index).map_err(|source| VfioPciError::RegionInfo {
+                let region = match region_info(device, index) {
+                    // vfio-pci answers EINVAL for the VGA region of a function without VGA:
+                    // the region is simply absent.
+                    Err(Errno::EINVAL) if index == VFIO_PCI_VGA_REGION_INDEX => RegionInfo {
+                        flags: 0,
+                        index,
+                        size: 0,
+                        offset: 0,
+                        caps: Vec::new(),
+                    },
+                    other => other.map_err(|source| VfioPciError::RegionInfo {
                         device: dev(),
                         index,
                         source,
-                    })?;
+                    })?,
+                };
                 if region.index != index {
                     return Err(VfioPciError::RegionIndexMismatch {
                         device: dev(),
@@ -89,13 +101,18 @@ impl DeviceLayout {
         let bars = discover_bars(name, &regions, &config)?;
         let mut irqs = [None; VFIO_PCI_NUM_IRQS as usize];
         for index in 0..info.num_irqs.min(VFIO_PCI_NUM_IRQS) {
-            let irq = device
-                .irq_info(index)
-                .map_err(|source| VfioPciError::IrqInfo {
-                    device: dev(),
-                    index,
-                    source,
-                })?;
+            let irq = match device.irq_info(index) {
+                Ok(irq) => irq,
+                // vfio-pci answers EINVAL for the ERR index of a conventional PCI function.
+                Err(Errno::EINVAL) if index == VFIO_PCI_ERR_IRQ_INDEX => continue,
+                Err(source) => {
+                    return Err(VfioPciError::IrqInfo {
+                        device: dev(),
+                        index,
+                        source,
+                    });
+                }
+            };
             if irq.index != index {
                 return Err(VfioPciError::IrqIndexMismatch {
                     device: dev(),

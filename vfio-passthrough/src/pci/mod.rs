@@ -6,7 +6,8 @@
 //! 1. Open, bind and attach the VFIO device (its DMA then goes through the VMM's IOAS).
 //! 2. [`VfioPciDevice::new`] with the device, the VMM's
 //!    [`InterruptManager`](devices::interrupt::InterruptManager) and a [`VfioPciDeviceConfig`]
-//!    (a name, the GSI of INTA# for the slot, and how INTx is delivered).
+//!    (a name, the GSI of INTA# for the slot, how INTx is delivered, and the host IOMMU's
+//!    [`PasidSupport`] for the device, from `IOMMU_GET_HW_INFO`).
 //! 3. Put it on the PCI bus, allocate its [`bars`](devices::pci::PciDevice::bars) and place them
 //!    with [`set_bar_address`](devices::pci::PciDevice::set_bar_address).
 //! 4. Apply the [`BarChange`](devices::pci::BarChange)s the PCI bus reports: besides the bus
@@ -20,7 +21,8 @@
 //! # Modules
 //!
 //! - `discovery`: regions, BARs and IRQs as the device reports them.
-//! - `capabilities`: which capabilities the guest sees, field by field (the allow-list and why).
+//! - `capabilities`: which capabilities the guest sees, field by field (the allow-list and why);
+//!   `pasid` the virtual PASID capability.
 //! - `config`: the virtual config space (the header table); `policy` its per-bit rules.
 //! - `bars`: mmap areas (MSI-X carved out) and trapped BAR accesses.
 //! - `interrupts` and `intx`: the host side of INTx, MSI and MSI-X, following vfio-pci's rules.
@@ -35,6 +37,7 @@ mod discovery;
 mod error;
 mod interrupts;
 mod intx;
+mod pasid;
 mod policy;
 mod subscriber;
 #[cfg(any(test, feature = "test-utils"))]
@@ -47,4 +50,5 @@ pub use device::{VfioPciDevice, VfioPciDeviceConfig};
 pub use error::{BarAccessFault, VfioPciError};
 pub use interrupts::HostIrq;
 pub use intx::IntxDelivery;
+pub use pasid::{MAX_PASID_WIDTH, PasidSupport};
 pub use subscriber::{VfioPciEvent, VfioPciEventHandler, VfioPciSubscriber};

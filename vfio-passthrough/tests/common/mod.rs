@@ -3,6 +3,8 @@
 //! the `VfioDevice` trait, as a VMM would.
 #![allow(dead_code)]
 
+pub mod nested;
+
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};

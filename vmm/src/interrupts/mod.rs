@@ -1,5 +1,5 @@
-//! Interrupt delivery: the devices' [`InterruptManager`] on KVM (GSI routes and irqfds) and a
-//! recording one for the device harness.
+//! Interrupt delivery: the devices' [`InterruptManager`](devices::interrupt::InterruptManager)
+//! on KVM (GSI routes and irqfds) and a recording one for the device harness.
 //!
 //! GSIs below [`MSI_GSI_START`](crate::layout::MSI_GSI_START) are I/O APIC inputs (ISA lines and
 //! PCI INTx); MSI and MSI-X vectors get GSIs from there up, each routed to its message through one

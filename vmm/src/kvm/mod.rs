@@ -7,6 +7,7 @@ use devices::bus::lock;
 use devices::interrupt::{InterruptError, InterruptManager};
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
+use vfio_passthrough::pci::IntxDelivery;
 
 use crate::hypervisor::Hypervisor;
 use crate::interrupts::{EdgeIrq, KvmInterruptManager};
@@ -176,6 +177,12 @@ impl KvmHypervisor {
 impl Hypervisor for KvmHypervisor {
     fn interrupt_manager(&self) -> Arc<dyn InterruptManager> {
         self.interrupts.clone()
+    }
+
+    fn intx_delivery(&self) -> IntxDelivery {
+        // INTx lines are irqfds with KVM_IRQFD_FLAG_RESAMPLE: VFIO raises them and KVM's
+        // resample eventfd unmasks INTx in the host, with no userspace hop.
+        IntxDelivery::Irqfd
     }
 
     fn create_edge_irq(&self, gsi: u32) -> Result<Arc<dyn EdgeIrq>, InterruptError> {

@@ -14,12 +14,13 @@ use resources::{AddressWindow, AddressWindowError, WindowKind};
 use crate::buses::Buses;
 use crate::layout::{
     MMIO32_SIZE, MMIO32_START, MMIO64_SIZE, MMIO64_START, PAGE_SIZE, PCI_CONFIG_IO_PORT,
-    PCI_CONFIG_IO_SIZE, PCI_ECAM_SIZE, PCI_ECAM_START, PIO_WINDOW_SIZE, PIO_WINDOW_START,
+    PCI_CONFIG_IO_SIZE, PCI_DEVICES_PER_BUS, PCI_ECAM_SIZE, PCI_ECAM_START, PIO_WINDOW_SIZE,
+    PIO_WINDOW_START,
 };
 
 mod bar_relocation;
 
-pub use bar_relocation::BusBarRelocation;
+pub use bar_relocation::{BusBarRelocation, DirectMappedBars};
 
 /// An error from the PCI topology.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +114,7 @@ fn placement(kind: BarKind, size: u64) -> (WindowKind, u64) {
 #[derive(Debug)]
 pub struct PciRoot {
     bus: Arc<Mutex<PciBus>>,
+    relocation: Arc<BusBarRelocation>,
     // Held: the buses keep only weak references to the config access devices.
     _config_io: Arc<Mutex<PciConfigIo>>,
     _ecam: Arc<Mutex<PciConfigMmio>>,
@@ -124,7 +126,7 @@ impl PciRoot {
     /// Creates bus 0 with the host bridge and puts its config access on `buses`.
     pub fn attach(buses: &Buses) -> Result<Self, PciError> {
         let relocation = Arc::new(BusBarRelocation::new(buses.clone()));
-        let bus = Arc::new(Mutex::new(PciBus::new(relocation)));
+        let bus = Arc::new(Mutex::new(PciBus::new(relocation.clone())));
         let config_io = Arc::new(Mutex::new(PciConfigIo::new(bus.clone())));
         let ecam = Arc::new(Mutex::new(PciConfigMmio::new(bus.clone())));
         let (config_io_dev, ecam_dev): (SharedBusDevice, SharedBusDevice) =
@@ -151,6 +153,7 @@ impl PciRoot {
             })?;
         Ok(Self {
             bus,
+            relocation,
             _config_io: config_io,
             _ecam: ecam,
             windows: Mutex::new(BarWindows::new()),
@@ -167,15 +170,49 @@ impl PciRoot {
     /// guest enables them). On error nothing is left behind: the device is off the bus and no
     /// window space is taken.
     pub fn add_device(&self, device: SharedPciDevice) -> Result<PciBdf, PciError> {
-        let bdf = lock(&self.bus).add_device(device.clone())?;
+        let bdf = self.free_slot()?;
+        self.add_device_at(bdf, device, None)?;
+        Ok(bdf)
+    }
+
+    /// The address of function 0 of the lowest free device number on bus 0, where
+    /// [`add_device`](Self::add_device) would put the next device (a device's INTx GSI depends
+    /// on its slot, so it is needed before the device is built).
+    pub fn free_slot(&self) -> Result<PciBdf, PciError> {
+        let taken: Vec<u8> = lock(&self.bus).bdfs().iter().map(|b| b.device()).collect();
+        (1..PCI_DEVICES_PER_BUS)
+            .find(|d| !taken.contains(d))
+            .map(|d| PciBdf::from_devfn(0, 0, d << 3))
+            .ok_or(PciError::Bus(PciBusError::NoFreeSlot))
+    }
+
+    /// Adds `device` at `bdf` and places its BARs, like [`add_device`](Self::add_device); with
+    /// `direct`, the device's directly mapped BAR areas follow its BARs from the first config
+    /// write on. On error nothing is left behind.
+    pub fn add_device_at(
+        &self,
+        bdf: PciBdf,
+        device: SharedPciDevice,
+        direct: Option<Arc<dyn DirectMappedBars>>,
+    ) -> Result<(), PciError> {
+        {
+            // Registered under the bus lock, as the sink runs under it: no change is missed.
+            let mut bus = lock(&self.bus);
+            bus.add_function(bdf, device.clone())?;
+            if let Some(direct) = direct {
+                self.relocation.register(bdf, direct);
+            }
+        }
         match self.place_bars(bdf, &device) {
             Ok(placed) => {
                 lock(&self.placed).insert(bdf, placed);
-                Ok(bdf)
+                Ok(())
             }
             Err(e) => {
                 // Just added, so removal cannot fail; the device's BARs are not decoding yet.
-                let _ = lock(&self.bus).remove_function(bdf);
+                let mut bus = lock(&self.bus);
+                let _ = bus.remove_function(bdf);
+                self.relocation.unregister(bdf);
                 Err(e)
             }
         }
@@ -222,10 +259,15 @@ impl PciRoot {
         }
     }
 
-    /// Takes the device at `bdf` off the bus (its decoding BARs leave the buses) and frees its
-    /// BAR space.
+    /// Takes the device at `bdf` off the bus (its decoding BARs leave the buses and its
+    /// directly mapped areas are removed) and frees its BAR space.
     pub fn remove_device(&self, bdf: PciBdf) -> Result<SharedPciDevice, PciError> {
-        let device = lock(&self.bus).remove_function(bdf)?;
+        let device = {
+            let mut bus = lock(&self.bus);
+            let device = bus.remove_function(bdf)?;
+            self.relocation.unregister(bdf);
+            device
+        };
         if let Some(placed) = lock(&self.placed).remove(&bdf) {
             let mut windows = lock(&self.windows);
             for (kind, addr) in placed {

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod test_guest;
+
 use std::time::{Duration, Instant};
 
 use vm_memory::{Bytes, GuestAddress};
@@ -30,9 +32,7 @@ pub fn machine() -> (Machine, SerialCapture) {
     let config = MachineConfig {
         memory_size: 16 << 20,
         vcpus: 1,
-        devices: DeviceConfig {
-            serial: SerialSink::Capture(serial.clone()),
-        },
+        devices: DeviceConfig::new(SerialSink::Capture(serial.clone())),
     };
     (
         Machine::new(&config).expect("build the KVM machine"),

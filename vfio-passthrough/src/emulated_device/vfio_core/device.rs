@@ -89,6 +89,7 @@ pub(super) struct Core {
     pub(super) v1: Option<V1Region<V1Window>>,
     pub(super) support: Option<MigrationSupport>,
     pub(super) binding: Binding,
+    pub(super) group: super::group_binding::GroupUse,
 }
 
 /// The device model, its migration hooks and its engine, borrowed together.
@@ -245,6 +246,7 @@ impl EmulatedVfioDevice {
             v1,
             support,
             binding: Binding::default(),
+            group: Default::default(),
         };
         Ok(EmulatedVfioDevice {
             shared: Arc::new(Shared {
@@ -459,6 +461,7 @@ impl VfioDevice for EmulatedVfioDevice {
     }
 
     fn bind_iommufd(&self, iommufd: &Arc<dyn Iommufd>) -> Result<u32, Errno> {
+        super::group_binding::check_cdev_bind(self)?;
         super::binding::bind(self, iommufd)
     }
 

@@ -14,6 +14,7 @@
 //! | [`features`] | `VFIO_DEVICE_FEATURE` probing, migration features, the session data stream |
 //! | [`dma_log`] | device DMA logging and the logging DMA port |
 //! | [`binding`] | binding to the emulated iommufd and the DMA path through it |
+//! | [`group_binding`] | the device in an emulated VFIO group: opened through it, DMA through its container |
 //! | [`shared_memory`] | memfd-backed device memory that users can map |
 //! | [`v1_window`] | the v1 migration region's data window (mmap-able and trapped extents) |
 
@@ -23,6 +24,7 @@ pub mod device;
 pub mod dma_log;
 pub mod eventfd;
 pub mod features;
+pub mod group_binding;
 pub mod irqs;
 pub mod model;
 pub mod phys_irq;

@@ -2,7 +2,7 @@
 //!
 //! A model is the hardware: its physical configuration space (a
 //! [`PciConfiguration`] with its capabilities), its BARs (trapped registers, and memory in a
-//! [`SharedMemory`] that users may map), its interrupt outputs (an [`IrqRouter`] it receives
+//! [`SharedMemory`] that users may map), its interrupt outputs (an [`IrqRouter`](super::IrqRouter) it receives
 //! when built), its DMA (a [`DmaPort`] it receives when the host attaches it to an IOMMU),
 //! function-level reset and, optionally, migration hooks. The core
 //! ([`EmulatedVfioDevice`](super::EmulatedVfioDevice)) turns that into what vfio-pci shows

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 
 use crate::errno::Errno;
-use crate::host::iommufd::uapi::{IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT};
+use crate::host::iommufd::uapi::{
+    IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_ALLOC_PASID,
+};
 
 use super::context::Context;
 use super::device::Device;
@@ -66,6 +68,39 @@ impl Context {
         Some(self.objects.hwpt_paging(paging).ok()?.ioas_id)
     }
 
+    /// Whether HWPT `hwpt_id` was allocated with `IOMMU_HWPT_ALLOC_PASID`.
+    fn pasid_compat(&self, hwpt_id: u32) -> bool {
+        match self.objects.get(hwpt_id) {
+            Some(Object::HwptPaging(h)) => h.pasid_compat,
+            Some(Object::HwptNested(n)) => n.pasid_compat,
+            _ => false,
+        }
+    }
+
+    /// `iommufd_hwpt_pasid_compat` (6.15), then the driver's `attach_dev` checks: the RID may
+    /// only use a HWPT without `IOMMU_HWPT_ALLOC_PASID` while no PASID is attached; a PASID
+    /// only a HWPT with it, and only while the RID's HWPT (if any) has it too. `EINVAL`.
+    fn attach_checks(&self, dev_id: u32, hwpt_id: u32, pasid: Option<u32>) -> Result<(), Errno> {
+        let dev = self.objects.device(dev_id)?;
+        let compat = self.pasid_compat(hwpt_id);
+        let refused = match pasid {
+            None => !compat && !dev.pasids.is_empty(),
+            Some(_) => !compat || dev.hwpt.is_some_and(|rid| !self.pasid_compat(rid)),
+        };
+        if refused {
+            return Err(Errno::EINVAL);
+        }
+        self.driver_attach_check(dev_id, hwpt_id)
+    }
+
+    /// Drops the software IOMMU's cached stage-1 translations of HWPT `hwpt_id` (a device or
+    /// PASID is leaving it), as the driver flushes the caches of a PASID entry it tears down.
+    fn flush_stage1_cache(&self, hwpt_id: u32) {
+        if let Ok(n) = self.objects.hwpt_nested(hwpt_id) {
+            n.table.flush_iotlb();
+        }
+    }
+
     /// The driver's `attach_dev` checks for `dev_id` on HWPT `hwpt_id` (`EINVAL`).
     fn driver_attach_check(&self, dev_id: u32, hwpt_id: u32) -> Result<(), Errno> {
         let profile = self.objects.device(dev_id)?.profile;
@@ -104,7 +139,7 @@ impl Context {
                 .ioas_mut(ioas_id)?
                 .enforce_reserved(&regions, Owner::Device(dev_id))?;
         }
-        if let Err(e) = self.driver_attach_check(dev_id, hwpt_id) {
+        if let Err(e) = self.attach_checks(dev_id, hwpt_id, None) {
             if let Some(ioas_id) = ioas_id
                 && let Ok(ioas) = self.objects.ioas_mut(ioas_id)
             {
@@ -136,7 +171,7 @@ impl Context {
                 .ioas_mut(ioas_id)?
                 .enforce_reserved(&regions, Owner::Device(dev_id))?;
         }
-        if let Err(e) = self.driver_attach_check(dev_id, hwpt_id) {
+        if let Err(e) = self.attach_checks(dev_id, hwpt_id, None) {
             if moving
                 && let Some(ioas_id) = new_ioas
                 && let Ok(ioas) = self.objects.ioas_mut(ioas_id)
@@ -146,6 +181,7 @@ impl Context {
             return Err(e);
         }
         self.auto_respond(old, dev_id);
+        self.flush_stage1_cache(old);
         if let Some(ioas_id) = old_ioas
             && new_ioas != old_ioas
             && let Ok(ioas) = self.objects.ioas_mut(ioas_id)
@@ -192,6 +228,8 @@ impl Context {
     ) -> Result<u32, Errno> {
         let profile = self.objects.device(dev_id)?.profile;
         let id = self.objects.reserve()?;
+        let pasid_compat = flags & IOMMU_HWPT_ALLOC_PASID != 0;
+        let flags = flags & !IOMMU_HWPT_ALLOC_PASID;
         if let Err(e) = profile.check_paging_alloc(flags, has_data) {
             self.objects.release(id);
             return Err(e);
@@ -209,6 +247,7 @@ impl Context {
                 ioas_id,
                 domain: domain.clone(),
                 auto_domain: false,
+                pasid_compat,
             }),
         );
         if immediate_attach && let Err(e) = self.do_attach(dev_id, id) {
@@ -243,6 +282,7 @@ impl Context {
     fn detach_raw(&mut self, dev_id: u32) -> Option<u32> {
         let hwpt = self.objects.device_mut(dev_id).ok()?.hwpt.take()?;
         self.auto_respond(hwpt, dev_id);
+        self.flush_stage1_cache(hwpt);
         if let Some(ioas_id) = self.ioas_of(hwpt)
             && let Ok(ioas) = self.objects.ioas_mut(ioas_id)
         {
@@ -346,32 +386,44 @@ impl Context {
         }
     }
 
-    /// Attaches PASID `pasid` of `dev_id` to HWPT `hwpt_id` (the hook for PASID-capable
-    /// devices; IOAS targets are refused with `EINVAL`). `EINVAL` for a PASID the device does
-    /// not have (0 is the RID's).
+    /// Attaches PASID `pasid` of `dev_id` to HWPT `hwpt_id`, replacing what the PASID used
+    /// (`VFIO_DEVICE_ATTACH_IOMMUFD_PT` with `VFIO_DEVICE_ATTACH_PASID`, 6.15; older kernels
+    /// refuse the flag with `EINVAL`). `ENOENT` for an unknown `hwpt_id`; `EINVAL` for an IOAS
+    /// (the automatic domain the kernel would make is never PASID-compatible) or another
+    /// object, for a HWPT or RID HWPT without `IOMMU_HWPT_ALLOC_PASID`, for a PASID the device
+    /// does not have (0 is the RID's; at most `max_pasid_log2` bits), and for the driver's
+    /// attach checks.
     pub(crate) fn pasid_attach(
         &mut self,
         dev_id: u32,
         pasid: u32,
         hwpt_id: u32,
     ) -> Result<u32, Errno> {
-        let dev = self.objects.device(dev_id)?;
-        let width = dev.profile.max_pasid_log2();
-        if width == 0 || pasid == 0 || u64::from(pasid) >= 1u64 << width {
+        if !self.features().hwpt_alloc_pasid() {
             return Err(Errno::EINVAL);
         }
+        let dev = self.objects.device(dev_id)?;
+        let width = dev.profile.max_pasid_log2();
+        let old = dev.pasids.get(&pasid).copied();
         match self.objects.get(hwpt_id).ok_or(Errno::ENOENT)? {
             Object::HwptPaging(_) | Object::HwptNested(_) => {}
             _ => return Err(Errno::EINVAL),
         }
-        self.driver_attach_check(dev_id, hwpt_id)?;
-        let old = self
-            .objects
+        if old == Some(hwpt_id) {
+            return Ok(hwpt_id);
+        }
+        self.attach_checks(dev_id, hwpt_id, Some(pasid))?;
+        if width == 0 || pasid == 0 || u64::from(pasid) >= 1u64 << width {
+            return Err(Errno::EINVAL);
+        }
+        self.objects
             .device_mut(dev_id)?
             .pasids
             .insert(pasid, hwpt_id);
         self.objects.get_ref(hwpt_id);
         if let Some(old) = old {
+            self.auto_respond(old, dev_id);
+            self.flush_stage1_cache(old);
             self.hwpt_put(old);
         }
         Ok(hwpt_id)
@@ -386,6 +438,7 @@ impl Context {
             .and_then(|d| d.pasids.remove(&pasid));
         if let Some(old) = old {
             self.auto_respond(old, dev_id);
+            self.flush_stage1_cache(old);
             self.hwpt_put(old);
         }
     }

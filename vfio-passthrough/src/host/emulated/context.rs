@@ -14,6 +14,7 @@ use super::domain::Domain;
 use super::features::Features;
 use super::host::EmulatedHost;
 use super::hwpt::NestedTable;
+use super::iotlb_glue::NestedIotlb;
 use super::objects::{Object, ObjectTable};
 
 /// The state of one context.
@@ -25,6 +26,8 @@ pub(crate) struct Context {
     pub(crate) mm_mode: bool,
     /// The IOAS of the VFIO compatibility path (`IOMMU_VFIO_IOAS`).
     pub(crate) vfio_ioas: Option<u32>,
+    /// The software IOMMU's cache of first-stage translations, shared by the nested HWPTs.
+    pub(crate) iotlb: Arc<NestedIotlb>,
 }
 
 /// What [`EmulatedIommufd`] and the device handles share.
@@ -61,6 +64,7 @@ impl EmulatedIommufd {
                     objects: ObjectTable::default(),
                     mm_mode,
                     vfio_ioas: None,
+                    iotlb: NestedIotlb::new(),
                 }),
             }),
         }
@@ -101,6 +105,12 @@ impl EmulatedIommufd {
                 write: area.prot.write,
             })
             .collect())
+    }
+
+    /// Hits, misses and occupancy of the software IOMMU's IOTLB (first-stage translations of
+    /// the context's nested HWPTs).
+    pub fn iotlb_stats(&self) -> viommu::iotlb::IotlbStats {
+        self.lock().iotlb.stats()
     }
 
     /// The object ids in use, ascending (introspection).

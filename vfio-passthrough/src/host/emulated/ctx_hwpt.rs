@@ -68,8 +68,7 @@ impl Context {
         if req.flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0 && !profile.dirty_capable() {
             return Err(Errno::EOPNOTSUPP);
         }
-        let flags = req.flags & !IOMMU_HWPT_ALLOC_PASID;
-        self.hwpt_paging_alloc(req.pt_id, req.dev_id, flags, has_data, false)
+        self.hwpt_paging_alloc(req.pt_id, req.dev_id, req.flags, has_data, false)
     }
 
     fn alloc_nested_hwpt(
@@ -78,7 +77,11 @@ impl Context {
         profile: &IommuProfile,
         data: &[u8],
     ) -> Result<u32, Errno> {
-        if req.flags & !IOMMU_HWPT_FAULT_ID_VALID != 0 || data.is_empty() {
+        let mut valid = IOMMU_HWPT_FAULT_ID_VALID;
+        if self.features().hwpt_alloc_pasid() {
+            valid |= IOMMU_HWPT_ALLOC_PASID;
+        }
+        if req.flags & !valid != 0 || data.is_empty() {
             return Err(Errno::EOPNOTSUPP);
         }
         let parent = self.objects.hwpt_paging(req.pt_id)?;
@@ -112,7 +115,14 @@ impl Context {
             None
         };
         let fault_id = fault.as_ref().map(|_| req.fault_id);
-        let table = NestedTable::new(profile.driver(), parent_domain, stage1, fault);
+        let table = NestedTable::new(
+            profile.driver(),
+            parent_domain,
+            stage1,
+            fault,
+            self.iotlb.clone(),
+            matches!(profile, IommuProfile::Vtd(v) if v.pages_1g),
+        );
         self.objects.get_ref(req.pt_id);
         if let Some(f) = fault_id {
             self.objects.get_ref(f);
@@ -121,6 +131,7 @@ impl Context {
             id,
             Object::HwptNested(HwptNested {
                 parent_id: req.pt_id,
+                pasid_compat: req.flags & IOMMU_HWPT_ALLOC_PASID != 0,
                 fault_id,
                 table,
             }),

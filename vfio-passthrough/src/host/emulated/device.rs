@@ -12,6 +12,8 @@ use super::domain::Domain;
 use super::hwpt::NestedTable;
 use super::objects::Object;
 use super::profile::IommuProfile;
+use super::translate::Translator;
+use crate::host::dma::DmaPort;
 
 /// A DEVICE object (`struct iommufd_device`). Each device is its own group.
 #[derive(Debug)]
@@ -39,16 +41,32 @@ pub enum Attachment {
 impl super::context::Context {
     /// The attachment of `dev_id` for `pasid` (`None`: requests without PASID).
     pub(crate) fn attachment(&self, dev_id: u32, pasid: Option<u32>) -> Result<Attachment, Errno> {
+        Ok(self.attachment_of(dev_id, pasid)?.1)
+    }
+
+    /// The HWPT `dev_id` uses for `pasid` (`None`: requests without PASID) and its
+    /// attachment.
+    pub(crate) fn attachment_of(
+        &self,
+        dev_id: u32,
+        pasid: Option<u32>,
+    ) -> Result<(Option<u32>, Attachment), Errno> {
         let dev = self.objects.device(dev_id)?;
         let hwpt = match pasid {
             None => dev.hwpt,
             Some(p) => dev.pasids.get(&p).copied(),
         };
-        Ok(match hwpt.and_then(|id| self.objects.get(id)) {
-            Some(Object::HwptPaging(h)) => Attachment::Paging(h.domain.clone()),
-            Some(Object::HwptNested(n)) => Attachment::Nested(n.table.clone()),
-            _ => Attachment::Blocked,
-        })
+        Ok(
+            match hwpt.and_then(|id| Some((id, self.objects.get(id)?))) {
+                Some((id, Object::HwptPaging(h))) => {
+                    (Some(id), Attachment::Paging(h.domain.clone()))
+                }
+                Some((id, Object::HwptNested(n))) => {
+                    (Some(id), Attachment::Nested(n.table.clone()))
+                }
+                _ => (None, Attachment::Blocked),
+            },
+        )
     }
 
     /// Attaches (`pasid` None: the RID; replacing when already attached, as
@@ -72,8 +90,12 @@ impl super::context::Context {
     }
 
     /// Detaches the RID (`pasid` None) or a PASID; detaching what is not attached is fine.
+    /// Kernels before 6.15 refuse the PASID flag (`EINVAL`).
     pub(crate) fn detach_any(&mut self, dev_id: u32, pasid: Option<u32>) -> Result<(), Errno> {
         self.objects.device(dev_id)?;
+        if pasid.is_some() && !self.features().hwpt_alloc_pasid() {
+            return Err(Errno::EINVAL);
+        }
         match pasid {
             None => self.device_detach(dev_id),
             Some(p) => self.pasid_detach(dev_id, p),
@@ -83,11 +105,14 @@ impl super::context::Context {
 }
 
 /// A device model's binding to an emulated context, as a VFIO device bound to an iommufd
-/// (`VFIO_DEVICE_BIND_IOMMUFD`). Dropping it detaches and unbinds, as closing the device does.
+/// (`VFIO_DEVICE_BIND_IOMMUFD`), with its DMA path through the software IOMMU
+/// ([`EmulatedDevice::dma_port`]). Dropping it detaches and unbinds, as closing the device
+/// does; the DMA path is blocked from then on.
 #[derive(Debug)]
 pub struct EmulatedDevice {
     shared: Arc<Shared>,
     dev_id: u32,
+    translator: Arc<Translator>,
 }
 
 impl EmulatedIommufd {
@@ -98,6 +123,7 @@ impl EmulatedIommufd {
         Ok(EmulatedDevice {
             shared: self.shared.clone(),
             dev_id,
+            translator: Translator::new(&self.shared, dev_id, profile),
         })
     }
 
@@ -118,6 +144,17 @@ impl EmulatedDevice {
     pub fn attachment(&self, pasid: Option<u32>) -> Result<Attachment, Errno> {
         self.shared.lock().attachment(self.dev_id, pasid)
     }
+
+    /// The device's DMA path: every access translated by the software IOMMU through what the
+    /// device (or the request's PASID) is attached to at that moment.
+    pub fn dma_port(&self) -> Arc<dyn DmaPort> {
+        self.translator.clone()
+    }
+
+    /// The translator behind [`EmulatedDevice::dma_port`], for its fault records.
+    pub fn translator(&self) -> &Arc<Translator> {
+        &self.translator
+    }
 }
 
 impl IommufdDevice for EmulatedDevice {
@@ -136,6 +173,7 @@ impl IommufdDevice for EmulatedDevice {
 
 impl Drop for EmulatedDevice {
     fn drop(&mut self) {
+        self.translator.unbind();
         let mut ctx = self.shared.lock();
         ctx.detach_all(self.dev_id);
         ctx.unbind(self.dev_id);

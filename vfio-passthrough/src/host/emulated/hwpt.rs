@@ -6,10 +6,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::host::iommufd::IOMMU_TEST_IOTLB_DEFAULT;
 use crate::host::iommufd::uapi::HwptVtdS1;
+use viommu::vtd::{
+    Access, FirstStageConfig, FirstStageConfigError, FirstStageFault, FirstStageFlags, TableMemory,
+    Translation,
+};
 
 use super::domain::Domain;
 use super::fault::FaultQueue;
+use super::iotlb_glue::NestedIotlb;
 use super::profile::{Driver, MOCK_NESTED_DOMAIN_IOTLB_NUM};
+use super::vtd::VTD_ADDRESS_WIDTH;
 
 /// A paging HWPT (`IOMMUFD_OBJ_HWPT_PAGING`).
 #[derive(Debug)]
@@ -20,6 +26,8 @@ pub(crate) struct HwptPaging {
     pub(crate) domain: Arc<Domain>,
     /// Created by attaching a device to the IOAS; destroyed with its last device.
     pub(crate) auto_domain: bool,
+    /// Allocated with `IOMMU_HWPT_ALLOC_PASID`: PASIDs may attach to it (6.15).
+    pub(crate) pasid_compat: bool,
 }
 
 /// The user's stage-1 configuration of a nested HWPT.
@@ -70,12 +78,19 @@ struct NestedState {
 /// through [`NestedTable::parent`] (stage 2, whose table maps guest physical addresses).
 /// Stage-1 invalidations reach the listener set with [`NestedTable::set_listener`]; faults go to
 /// [`NestedTable::fault_queue`] when the HWPT was allocated with one.
+///
+/// Stage-1 translations are cached in the context's IOTLB under a tag of the table's own,
+/// dropped by the table's VT-d invalidations (before any listener hears of them), by
+/// a device or PASID leaving the HWPT, and the table going away.
 pub struct NestedTable {
     driver: Driver,
     parent: Arc<Domain>,
     stage1: Stage1,
     fault: Option<Arc<FaultQueue>>,
     state: Mutex<NestedState>,
+    iotlb: Arc<NestedIotlb>,
+    tag: u64,
+    one_gib_pages: bool,
 }
 
 impl fmt::Debug for NestedTable {
@@ -94,6 +109,8 @@ impl NestedTable {
         parent: Arc<Domain>,
         stage1: Stage1,
         fault: Option<Arc<FaultQueue>>,
+        iotlb: Arc<NestedIotlb>,
+        one_gib_pages: bool,
     ) -> Arc<Self> {
         let seed = match stage1 {
             Stage1::Mock { iotlb } => iotlb,
@@ -108,6 +125,9 @@ impl NestedTable {
                 mock_iotlb: [seed; MOCK_NESTED_DOMAIN_IOTLB_NUM],
                 listener: None,
             }),
+            iotlb,
+            tag: NestedIotlb::new_tag(),
+            one_gib_pages,
         })
     }
 
@@ -145,8 +165,49 @@ impl NestedTable {
         self.state().mock_iotlb.get(id).copied()
     }
 
+    /// The VT-d first-stage configuration the walker runs under (the IOMMU's 48-bit address
+    /// width, 1 GiB leaves if it has them; flag bits the driver ignores are ignored), an error
+    /// for a table that cannot be walked, `None` for the mock driver's table-less stage 1.
+    pub(crate) fn first_stage_config(
+        &self,
+    ) -> Option<Result<FirstStageConfig, FirstStageConfigError>> {
+        let Stage1::Vtd(s1) = self.stage1 else {
+            return None;
+        };
+        let known = FirstStageFlags::SRE | FirstStageFlags::EAFE | FirstStageFlags::WPE;
+        Some(
+            FirstStageConfig::from_hwpt_vtd_s1(
+                s1.flags & known,
+                s1.pgtbl_addr,
+                s1.addr_width,
+                VTD_ADDRESS_WIDTH as u8,
+            )
+            .map(|c| c.with_one_gib_pages(self.one_gib_pages)),
+        )
+    }
+
+    /// Translates `iova` for `access` through the table's stage 1 (VT-d: `config`, walked
+    /// through `mem`), from the IOTLB when it holds the translation.
+    pub(crate) fn translate_stage1<M: TableMemory + ?Sized>(
+        &self,
+        config: &FirstStageConfig,
+        iova: u64,
+        access: Access,
+        mem: &mut M,
+    ) -> Result<Translation, FirstStageFault> {
+        self.iotlb.translate(self.tag, config, iova, access, mem)
+    }
+
+    /// Drops every cached translation of the table (a device or PASID left it).
+    pub(crate) fn flush_iotlb(&self) {
+        self.iotlb.flush(self.tag);
+    }
+
     /// Applies one validated invalidation and tells the listener.
     pub(crate) fn invalidate(&self, inv: Invalidation) {
+        if let Invalidation::Vtd { addr, npages, leaf } = inv {
+            self.iotlb.invalidate_range(self.tag, addr, npages, leaf);
+        }
         let listener = {
             let mut st = self.state();
             if let Invalidation::Mock { id } = inv {
@@ -167,11 +228,19 @@ impl NestedTable {
     }
 }
 
+impl Drop for NestedTable {
+    fn drop(&mut self) {
+        self.iotlb.flush(self.tag);
+    }
+}
+
 /// A nested HWPT (`IOMMUFD_OBJ_HWPT_NESTED`).
 #[derive(Debug)]
 pub(crate) struct HwptNested {
     /// The parent paging HWPT (holds a reference on it).
     pub(crate) parent_id: u32,
+    /// Allocated with `IOMMU_HWPT_ALLOC_PASID`: PASIDs may attach to it (6.15).
+    pub(crate) pasid_compat: bool,
     /// The fault object (holds a reference on it), with `IOMMU_HWPT_FAULT_ID_VALID`.
     pub(crate) fault_id: Option<u32>,
     /// The translation.
@@ -187,7 +256,14 @@ mod tests {
     #[test]
     fn mock_invalidations_clear_iotlb_entries_and_reach_the_listener() {
         let parent = Domain::new(Driver::Mock, IommuProfile::MOCK.geometry(), false, true);
-        let t = NestedTable::new(Driver::Mock, parent, Stage1::Mock { iotlb: 7 }, None);
+        let t = NestedTable::new(
+            Driver::Mock,
+            parent,
+            Stage1::Mock { iotlb: 7 },
+            None,
+            NestedIotlb::new(),
+            false,
+        );
         let seen = Arc::new(AtomicU32::new(0));
         let s = seen.clone();
         t.set_listener(Arc::new(move |_| {

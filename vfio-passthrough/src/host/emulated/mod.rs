@@ -12,20 +12,26 @@
 //! process are queried at pin time (`EFAULT` like `pin_user_pages`), and bytes are copied with
 //! `process_vm_readv`/`process_vm_writev` or `pread`/`pwrite` on memfds.
 //!
-//! Hooks for the software IOMMU that translates device DMA: [`EmulatedDevice::attachment`]
-//! (what a device, or one of its PASIDs, is attached to), [`Domain::translate`] and
-//! [`Domain::mark_dirty`] (stage 2), [`NestedTable`] (the user's stage 1, its invalidations and
-//! fault queue), [`Pages::read`]/[`Pages::write`] (the memory), [`FaultQueue::report`]
-//! (page requests).
+//! The software IOMMU translates device DMA: each bound device gets a [`Translator`]
+//! ([`EmulatedDevice::dma_port`]) that resolves every access through what the device, or the
+//! request's PASID, is attached to ([`EmulatedDevice::attachment`]): a paging domain (stage 2,
+//! [`Domain`]) or a nested HWPT ([`NestedTable`]: the user's VT-d first stage walked through
+//! its parent domain, cached in the context's IOTLB), sets A/D and dirty bits as hardware
+//! does, and records faults ([`DmaFaultRecord`]), delivered to the HWPT's [`FaultQueue`] when
+//! it has one.
 //!
 //! Modules: `config` and `features` (versions), `host`, `accounting` and `pin_registry` (the
 //! machine), `vma`, `user_memory` and `pages` (memory), `ioas`, `page_table`, `dirty_bits` and
 //! `domain` (address spaces), `objects`, `hwpt`, `device`, `fault` (objects), `profile` and
 //! `vtd` (IOMMU hardware), `context`, `ctx_ioas`, `ctx_hwpt`, `attach`, `selftest` and
-//! `iommufd_impl` (the ioctls).
+//! `iommufd_impl` (the ioctls), `translate`, `attachment_dma`, `stage2_memory`, `iotlb_glue`
+//! and `fault_log`
+//! (the software IOMMU); [`type1`] is the legacy type1 container and its groups on the same
+//! emulated IOMMU.
 
 mod accounting;
 mod attach;
+mod attachment_dma;
 mod config;
 mod context;
 mod ctx_hwpt;
@@ -34,11 +40,13 @@ mod device;
 mod dirty_bits;
 mod domain;
 mod fault;
+mod fault_log;
 mod features;
 mod host;
 mod hwpt;
 mod ioas;
 mod iommufd_impl;
+mod iotlb_glue;
 mod objects;
 mod page_table;
 mod pages;
@@ -46,10 +54,15 @@ mod pin_registry;
 mod profile;
 mod range_count;
 mod selftest;
+mod stage2_memory;
 #[cfg(test)]
 mod test_memory;
 #[cfg(test)]
 mod tests;
+mod translate;
+#[cfg(test)]
+mod translate_tests;
+pub mod type1;
 mod user_memory;
 mod vma;
 mod vtd;
@@ -59,6 +72,7 @@ pub use context::{AreaInfo, EmulatedIommufd};
 pub use device::{Attachment, EmulatedDevice, MockDevice};
 pub use domain::{Domain, Translation};
 pub use fault::{FaultQueue, PageRequest};
+pub use fault_log::{DmaFaultRecord, FAULT_LOG_CAPACITY, FaultStage, MAX_PENDING_GROUPS};
 pub use host::EmulatedHost;
 pub use hwpt::{Invalidation, InvalidationListener, NestedTable, Stage1};
 pub use page_table::Prot;
@@ -67,6 +81,7 @@ pub use profile::{
     Driver, Geometry, IOMMU_HW_INFO_SELFTEST_REGVAL, IommuProfile, MOCK_HUGE_PAGE_SIZE,
     MOCK_IO_PAGE_SIZE,
 };
+pub use translate::Translator;
 pub use vma::{PageIdentity, PageSource};
 pub use vtd::{VTD_ADDRESS_WIDTH, VTD_MSI_WINDOW, VtdIommu};
 

@@ -189,6 +189,33 @@ impl Pages {
         }
     }
 
+    /// Atomically replaces the 64-bit word at byte `offset` with `new` if it holds `current`,
+    /// as the IOMMU updates a table entry; returns the value it held. `EFAULT` past the end,
+    /// for pages not writable by devices, or for process memory that is no longer mapped
+    /// writable (checked just before the exchange, as the kernel's pin would have); `EINVAL`
+    /// for an offset that is not 8-byte aligned.
+    pub(crate) fn compare_exchange_u64(
+        &self,
+        offset: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<u64, Errno> {
+        self.check_span(offset, 8)?;
+        if !self.writable {
+            return Err(Errno::EFAULT);
+        }
+        match &self.backing {
+            Backing::User { uptr } => {
+                let addr = uptr + offset;
+                self.host.vmas().resolve(addr, 8, true)?;
+                user_memory::compare_exchange_u64(addr, current, new)
+            }
+            Backing::File { file, start, .. } => {
+                user_memory::file_compare_exchange_u64(file, start + offset, current, new)
+            }
+        }
+    }
+
     fn check_span(&self, offset: u64, len: u64) -> Result<(), Errno> {
         match offset.checked_add(len) {
             Some(end) if end <= self.npages << PAGE_SHIFT => Ok(()),

@@ -251,12 +251,13 @@ mod tests {
         let pieces = q.resolve(m.addr(), 4 * PAGE_SIZE, true).unwrap();
         assert_eq!(pieces.first().map(|p| p.start), Some(m.addr()));
         assert_eq!(pieces.last().map(|p| p.end), Some(m.addr() + 4 * PAGE_SIZE));
-        m.unmap_page(2);
+        let hole = m.unmap_page(2);
         assert_eq!(
             q.resolve(m.addr(), 4 * PAGE_SIZE, false),
             Err(Errno::EFAULT)
         );
         q.resolve(m.addr(), 2 * PAGE_SIZE, true).unwrap();
+        drop(hole);
     }
 
     #[test]

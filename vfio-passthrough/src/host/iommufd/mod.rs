@@ -116,7 +116,8 @@ pub trait Iommufd: Send + Sync + Debug {
 /// Attaching is what the kernel does in `VFIO_DEVICE_ATTACH_IOMMUFD_PT` (or the selftest's
 /// `MOCK_DOMAIN_REPLACE`): to an IOAS (the kernel finds or creates a compatible paging HWPT and
 /// returns its id) or to a HWPT; attaching an attached device replaces atomically. With a PASID
-/// (6.15+, or the emulated host) the attach applies to that PASID only.
+/// (6.15+, in the kernel and in the emulated host configured as 6.15 or later) the attach
+/// applies to that PASID only; older kernels answer `EINVAL`.
 pub trait IommufdDevice: Send + Sync + Debug {
     /// The DEVICE object id in the context.
     fn dev_id(&self) -> u32;

@@ -32,7 +32,7 @@ use crate::vfio::{
     REGION_INFO_SIZE, RegionCap, RegionInfo, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET,
     VFIO_IRQ_INFO_AUTOMASKED, VFIO_IRQ_INFO_EVENTFD, VFIO_IRQ_INFO_MASKABLE,
     VFIO_IRQ_INFO_NORESIZE, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_INTX_IRQ_INDEX,
-    VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS, VFIO_REGION_INFO_FLAG_MMAP,
+    VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS, VFIO_PCI_VGA_REGION_INDEX, VFIO_REGION_INFO_FLAG_MMAP,
     VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE, VfioDevice,
 };
 use irqs::IrqState;
@@ -185,7 +185,12 @@ impl TestVfioDevice {
                 spec.msix.map_or(0, |m| u32::from(m.table_size)),
                 noresize,
             ),
-            irq(3, u32::from(spec.pcie), VFIO_IRQ_INFO_EVENTFD),
+            // As vfio-pci: only a PCI Express function has the ERR index.
+            if spec.pcie {
+                irq(3, 1, VFIO_IRQ_INFO_EVENTFD)
+            } else {
+                Err(Errno::EINVAL)
+            },
             irq(4, 1, noresize),
         ];
         Ok(Self {
@@ -395,6 +400,10 @@ impl VfioDevice for TestVfioDevice {
         let index = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
         let s = lock(&self.state);
         let region = s.regions.get(index as usize).ok_or(Errno::EINVAL)?;
+        // As vfio-pci: a function without VGA has no VGA region to describe.
+        if index == VFIO_PCI_VGA_REGION_INDEX && region.size == 0 {
+            return Err(Errno::EINVAL);
+        }
         let reply = region.encode(argsz.min(buf.len()));
         let n = reply.len().min(buf.len());
         buf[..n].copy_from_slice(&reply[..n]);

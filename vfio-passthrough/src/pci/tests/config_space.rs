@@ -148,7 +148,7 @@ fn writes_to_read_only_and_virtual_fields_never_reach_the_device() {
         (pcie + 4, 4),    // PCIe device capabilities
         (pcie + 0x10, 4), // link control and status
         (vpd, 4),         // a hidden capability
-        (0x148 + 4, 2),   // PASID capability register
+        (0x148 + 4, 4),   // the hidden PASID capability
         (0x104, 4),       // the hidden AER capability
         (0x800, 4),       // nothing there
     ];
@@ -178,20 +178,13 @@ fn forwarded_fields_reach_the_device_narrowed_to_their_own_bytes() {
     // fields (Max_Payload, Max_Read_Request, phantom functions) the host owns.
     let devctl_before = f.host.config_read(pcie + 8, 2);
     cfg_write(&mut f.dev, pcie + 8, 4, 0xffff_7fff);
-    cfg_write(&mut f.dev, 0x148 + 6, 2, 0x0001);
     cfg_write(&mut f.dev, vndr + 4, 4, 0xcafe_f00d);
     cfg_write(&mut f.dev, 0x0c, 1, 0x10);
     let writes = f.host.config_writes();
     let offsets: Vec<(u16, usize)> = writes.iter().map(|(o, d)| (*o, d.len())).collect();
     assert_eq!(
         offsets,
-        [
-            (COMMAND, 2),
-            (pcie + 8, 2),
-            (0x148 + 6, 1),
-            (vndr + 4, 4),
-            (0x0c, 1)
-        ]
+        [(COMMAND, 2), (pcie + 8, 2), (vndr + 4, 4), (0x0c, 1)]
     );
     assert_eq!(f.host.config_read(COMMAND, 2) as u16, PCI_COMMAND_MASTER);
     let fabric = 0x0200 | 0x00e0 | 0x7000;
@@ -200,9 +193,6 @@ fn forwarded_fields_reach_the_device_narrowed_to_their_own_bytes() {
         devctl_before & fabric
     );
     assert_eq!(f.host.config_read(pcie + 8, 2) & 0x0010, 0x0010);
-    // The PASID control register: the device honours PASIDs once the guest enabled them.
-    assert_eq!(f.host.config_read(0x148 + 6, 2), 0x0001);
-    assert_eq!(cfg_read(&mut f.dev, 0x148 + 6, 2), 0x0001);
     assert_eq!(f.host.config_read(vndr + 4, 4), 0xcafe_f00d);
     assert_eq!(cfg_read(&mut f.dev, vndr + 4, 4), 0xcafe_f00d);
     // Bus master reads back from the device; the status half from the device too.
@@ -252,12 +242,81 @@ fn guest_sees_a_well_formed_chain_of_allowed_capabilities_only() {
     assert_eq!(cfg_read(&mut f.dev, msix + 2, 2), 0x0001);
     assert_eq!(cfg_read(&mut f.dev, msix + 4, 4), 0x0010_0002);
 
+    // Without PASID support from the host IOMMU no extended capability is shown: AER, the
+    // device's own PASID and ATS are hidden, and the header at 0x100 ends the (empty) list.
+    assert_eq!(cfg_read(&mut f.dev, 0x100, 4), 0);
+    assert!(walk_extended_capabilities(|o| cfg_read(&mut f.dev, o, 4)).is_empty());
+    assert_eq!(cfg_read(&mut f.dev, 0x148, 4), 0);
+    assert_eq!(cfg_read(&mut f.dev, 0x148 + 4, 4), 0);
+}
+
+/// A passthrough device of the default test device whose host IOMMU reported `pasid`.
+fn fixture_with_pasid(pasid: PasidSupport) -> Fixture {
+    let host = Arc::new(TestVfioDevice::new(TestDeviceSpec::default()).unwrap());
+    let irqs = Arc::new(RecordingInterruptManager::with_notifiers());
+    let config = VfioPciDeviceConfig {
+        pasid: Some(pasid),
+        ..config(IntxDelivery::Irqfd)
+    };
+    let dev = VfioPciDevice::new(host.clone(), irqs.as_ref(), config).unwrap();
+    Fixture { host, irqs, dev }
+}
+
+#[test]
+fn pasid_capability_is_synthesized_from_what_the_host_iommu_reports() {
+    let mut f = fixture_with_pasid(PasidSupport {
+        max_pasid_log2: 20,
+        execute: false,
+        privileged: true,
+    });
     let ext = walk_extended_capabilities(|o| cfg_read(&mut f.dev, o, 4));
-    let ext: Vec<(u16, u16)> = ext.iter().map(|c| (c.id, c.offset)).collect();
-    // A placeholder (ID 0) stands at 0x100 for the hidden AER and links to PASID; ATS is gone.
-    assert_eq!(ext, [(0, 0x100), (EXT_CAP_PASID, 0x148)]);
-    assert_eq!(cfg_read(&mut f.dev, 0x148, 4) >> 20, 0);
-    assert_eq!(cfg_read(&mut f.dev, 0x148 + 4, 2), 0x1406);
+    let ext: Vec<(u16, u16, u8)> = ext.iter().map(|c| (c.id, c.offset, c.version)).collect();
+    // In place of the placeholder of the hidden AER; the device's own PASID (0x148) stays hidden.
+    assert_eq!(ext, [(EXT_CAP_PASID, 0x100, 1)]);
+    assert_eq!(
+        cfg_read(&mut f.dev, 0x100, 4) >> 20,
+        0,
+        "the list ends there"
+    );
+    // Max PASID Width 20, privileged mode supported, execute not.
+    assert_eq!(cfg_read(&mut f.dev, 0x104, 2), 0x1404);
+    assert_eq!(cfg_read(&mut f.dev, 0x106, 2), 0);
+    assert_eq!(cfg_read(&mut f.dev, 0x148, 4), 0);
+}
+
+#[test]
+fn guest_pasid_enables_stay_virtual_and_only_supported_ones_stick() {
+    let mut f = fixture_with_pasid(PasidSupport {
+        max_pasid_log2: 16,
+        execute: false,
+        privileged: true,
+    });
+    let host_ctrl = f.host.config_read(0x148 + 6, 2);
+    cfg_write(&mut f.dev, 0x106, 2, 0xffff);
+    // Enable and privileged mode; execute is not supported, the rest is reserved.
+    assert_eq!(cfg_read(&mut f.dev, 0x106, 2), 0x0005);
+    // The capability register is read-only.
+    cfg_write(&mut f.dev, 0x104, 2, 0);
+    assert_eq!(cfg_read(&mut f.dev, 0x104, 2), 0x1004);
+    // Nothing reached the device: the host enabled PASID when it bound the device.
+    assert_eq!(f.host.config_writes(), []);
+    assert_eq!(f.host.config_read(0x148 + 6, 2), host_ctrl);
+    cfg_write(&mut f.dev, 0x106, 2, 0);
+    assert_eq!(cfg_read(&mut f.dev, 0x106, 2), 0);
+}
+
+#[test]
+fn device_reset_clears_the_guest_pasid_enables() {
+    let mut f = fixture_with_pasid(PasidSupport {
+        max_pasid_log2: 20,
+        execute: true,
+        privileged: false,
+    });
+    cfg_write(&mut f.dev, 0x106, 2, 0x3);
+    assert_eq!(cfg_read(&mut f.dev, 0x106, 2), 0x3);
+    f.dev.reset().unwrap();
+    assert_eq!(cfg_read(&mut f.dev, 0x106, 2), 0);
+    assert_eq!(cfg_read(&mut f.dev, 0x104, 2), 0x1402);
 }
 
 #[test]

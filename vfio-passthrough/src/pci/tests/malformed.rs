@@ -7,9 +7,9 @@ use crate::errno::Errno;
 use crate::pci::BarAccessFault;
 use crate::pci::test_utils::RegionAccess;
 use crate::vfio::{
-    DeviceInfo, IrqInfo, RegionCap, RegionInfo, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
-    VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
-    VfioDevice,
+    DeviceInfo, IrqInfo, RegionCap, RegionInfo, VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX,
+    VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX, VFIO_REGION_INFO_FLAG_MMAP,
+    VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE, VfioDevice,
 };
 
 fn host() -> Arc<TestVfioDevice> {
@@ -243,4 +243,44 @@ fn a_conventional_config_space_has_no_extended_capabilities() {
     assert_eq!(cfg_read(&mut dev, 0x100, 4), 0);
     cfg_write(&mut dev, 0x14e, 2, 1);
     assert!(host.config_writes().is_empty());
+}
+
+#[test]
+fn a_conventional_config_space_gets_no_pasid_capability_even_with_iommu_support() {
+    let host = host();
+    host.set_region(RegionInfo {
+        flags: VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE,
+        index: 7,
+        size: 256,
+        offset: 7 << 40,
+        caps: vec![],
+    });
+    let irqs = RecordingInterruptManager::with_notifiers();
+    let config = VfioPciDeviceConfig {
+        pasid: Some(PasidSupport {
+            max_pasid_log2: 20,
+            execute: true,
+            privileged: true,
+        }),
+        ..config(IntxDelivery::Irqfd)
+    };
+    let mut dev = VfioPciDevice::new(host.clone(), &irqs, config).unwrap();
+    assert_eq!(cfg_read(&mut dev, 0x100, 4), 0);
+    assert_eq!(cfg_read(&mut dev, 0x104, 4), 0);
+}
+
+#[test]
+fn a_conventional_function_without_the_err_index_builds_without_the_notification() {
+    // vfio-pci answers EINVAL for the ERR index of a function that is not PCI Express.
+    let spec = TestDeviceSpec {
+        pcie: false,
+        extended: false,
+        ..TestDeviceSpec::default()
+    };
+    let host = Arc::new(TestVfioDevice::new(spec).unwrap());
+    assert_eq!(host.irq_info(VFIO_PCI_ERR_IRQ_INDEX), Err(Errno::EINVAL));
+    let (_dev, _irqs) = try_build(&host, IntxDelivery::Irqfd).unwrap();
+    let indexes: Vec<u32> = host.set_irqs_calls().iter().map(|c| c.req.index).collect();
+    assert!(!indexes.contains(&VFIO_PCI_ERR_IRQ_INDEX), "{indexes:?}");
+    assert!(indexes.contains(&VFIO_PCI_REQ_IRQ_INDEX), "{indexes:?}");
 }

@@ -11,7 +11,7 @@ use devices::pci::{BarChange, PciDevice, walk_capabilities};
 use devices::test_utils::RecordingInterruptManager;
 
 use super::test_utils::{TestDeviceSpec, TestVfioDevice};
-use super::{IntxDelivery, VfioPciDevice, VfioPciDeviceConfig, VfioPciError};
+use super::{IntxDelivery, PasidSupport, VfioPciDevice, VfioPciDeviceConfig, VfioPciError};
 
 /// The GSI the tests wire INTx to.
 const GSI: u32 = 10;
@@ -28,6 +28,7 @@ fn config(delivery: IntxDelivery) -> VfioPciDeviceConfig {
         name: "test:dma".into(),
         intx_gsi: GSI,
         intx_delivery: delivery,
+        pasid: None,
     }
 }
 
