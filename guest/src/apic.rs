@@ -85,8 +85,14 @@ pub fn id() -> u8 {
 /// Waits until device slot `slot` has taken an interrupt, sleeping in `hlt` between
 /// interrupts (device or timer) at most `max_wakeups` times. Returns whether it came.
 pub fn wait_for_interrupt(slot: usize, max_wakeups: u32) -> bool {
+    wait_for_more_interrupts(slot, 0, max_wakeups)
+}
+
+/// Waits until device slot `slot` has taken more than `seen` interrupts, sleeping as
+/// [`wait_for_interrupt`] does. Returns whether they came.
+pub fn wait_for_more_interrupts(slot: usize, seen: u32, max_wakeups: u32) -> bool {
     for _ in 0..max_wakeups {
-        if count(slot) > 0 {
+        if count(slot) > seen {
             return true;
         }
         // SAFETY: `sti; hlt` sleeps until the next interrupt (sti's one-instruction shadow
@@ -94,5 +100,5 @@ pub fn wait_for_interrupt(slot: usize, max_wakeups: u32) -> bool {
         // every vector that can arrive has a stub in the IDT.
         unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
     }
-    count(slot) > 0
+    count(slot) > seen
 }

@@ -8,8 +8,11 @@
 //! VMM assigned, enables memory decoding and bus mastering, points MSI-X entry 0 at its local
 //! APIC with a vector of its own, runs one 256-byte COPY descriptor with INTERRUPT set, waits
 //! in `sti; hlt` (a 10 ms APIC timer bounds the wait to 300 wake-ups) for the interrupt, and
-//! checks the completion record and the copied bytes. Then it powers off through PM1a_CNT
-//! (SLP_TYP 5 | SLP_EN), also after a failure.
+//! checks the completion record and the copied bytes. For every QEMU `edu` (1234:11e8, a host
+//! device passed through) it points the MSI capability at its local APIC, moves 256 bytes from
+//! RAM to the device and back into a zeroed buffer, waiting for each completion interrupt, and
+//! compares (`edu.rs`). Then it powers off through PM1a_CNT (SLP_TYP 5 | SLP_EN), also after a
+//! failure.
 //!
 //! # Output on COM1 (every line starts with `guest: `)
 //!
@@ -17,15 +20,18 @@
 //! guest: start
 //! guest: acpi: rsdp 0xe0000 ecam 0xe0000000 buses 0-255 pm1a_cnt 0x604
 //! guest: pci: 2 dma-engine(s)
+//! guest: pci: 1 edu(s)
 //! guest: dev 00:02.0: ok: copied 256 bytes, msi-x vector 0x40
 //! guest: dev 00:03.0: ok: copied 256 bytes, msi-x vector 0x41
+//! guest: edu 00:04.0: ok: 256 bytes to the device and back, msi vector 0x42
 //! guest: PASS
 //! ```
 //!
 //! The last line is `guest: PASS` or `guest: FAIL <reason>`, where the reason is one of:
 //! `no RSDP in 0xe0000-0xfffff`, `RSDP has no valid XSDT`, `ACPI table XXXX missing`,
-//! `ACPI table XXXX invalid` (bad length or checksum), `no dma-engine found`,
-//! `more than 8 dma-engines`, `dev BB:DD.F: <device failure>` with the device failure one of
+//! `ACPI table XXXX invalid` (bad length or checksum), `no dma-engine or edu found`,
+//! `more than 8 devices`, `edu BB:DD.F: <edu failure>` (see `edu.rs`),
+//! `dev BB:DD.F: <device failure>` with the device failure one of
 //! `BAR<n> not assigned`, `ID register 0x... is not DMA1`, `no usable MSI-X capability`,
 //! `cannot map MMIO at 0x...`, `device error, ERROR_CODE 0x...`, `no MSI-X interrupt`,
 //! `completion status 0x...`, `completion bytes_done <n>`, `data mismatch at offset 0x..`;
@@ -37,6 +43,7 @@
 mod acpi;
 mod apic;
 mod dma;
+mod edu;
 mod interrupts;
 mod io;
 mod paging;
@@ -73,12 +80,14 @@ pub enum Failure {
     MissingTable([u8; 4]),
     /// The table has a bad address, length or checksum, or unusable contents.
     BadTable([u8; 4]),
-    /// Bus 0 has no DMA engine.
-    NoDmaEngine,
-    /// More DMA engines than we have vectors for.
+    /// Bus 0 has neither a DMA engine nor an edu.
+    NoDevice,
+    /// More devices than we have vectors for.
     TooManyDevices,
-    /// A device failed.
+    /// A DMA engine failed.
     Device(Bdf, dma::DeviceFailure),
+    /// An edu failed.
+    Edu(Bdf, edu::EduFailure),
     /// An unexpected CPU exception.
     Exception {
         /// Its vector.
@@ -110,11 +119,12 @@ impl fmt::Display for Failure {
             Failure::NoXsdt => write!(f, "RSDP has no valid XSDT"),
             Failure::MissingTable(sig) => write!(f, "ACPI table {} missing", Signature(sig)),
             Failure::BadTable(sig) => write!(f, "ACPI table {} invalid", Signature(sig)),
-            Failure::NoDmaEngine => write!(f, "no dma-engine found"),
+            Failure::NoDevice => write!(f, "no dma-engine or edu found"),
             Failure::TooManyDevices => {
-                write!(f, "more than {} dma-engines", apic::MAX_DEVICES)
+                write!(f, "more than {} devices", apic::MAX_DEVICES)
             }
             Failure::Device(bdf, failure) => write!(f, "dev {bdf}: {failure}"),
+            Failure::Edu(bdf, failure) => write!(f, "edu {bdf}: {failure}"),
             Failure::Exception { vector, rip } => write!(f, "exception {vector} at rip {rip:#x}"),
         }
     }
@@ -154,37 +164,75 @@ fn run() -> Result<(), Failure> {
     let ecam = Ecam {
         base: platform.ecam_base,
     };
-    let mut devices = [Bdf {
-        bus: 0,
-        device: 0,
-        function: 0,
-    }; apic::MAX_DEVICES];
-    let mut count = 0;
-    let mut too_many = false;
-    ecam.for_each_on_bus0(dma::VENDOR_ID, dma::DEVICE_ID, |bdf| {
-        if count < devices.len() {
-            devices[count] = bdf;
-            count += 1;
-        } else {
-            too_many = true;
-        }
-    });
-    if too_many {
+    let mut engines = Devices::default();
+    ecam.for_each_on_bus0(dma::VENDOR_ID, dma::DEVICE_ID, |bdf| engines.push(bdf));
+    let mut edus = Devices::default();
+    ecam.for_each_on_bus0(edu::VENDOR_ID, edu::DEVICE_ID, |bdf| edus.push(bdf));
+    if engines.count + edus.count > apic::MAX_DEVICES || engines.too_many || edus.too_many {
         return Err(Failure::TooManyDevices);
     }
-    report!("pci: {count} dma-engine(s)");
-    if count == 0 {
-        return Err(Failure::NoDmaEngine);
+    report!("pci: {} dma-engine(s)", engines.count);
+    if edus.count > 0 {
+        report!("pci: {} edu(s)", edus.count);
     }
-    for (index, &bdf) in devices[..count].iter().enumerate() {
+    if engines.count + edus.count == 0 {
+        return Err(Failure::NoDevice);
+    }
+    // Each device gets an interrupt slot (and vector) of its own: engines first, then edus.
+    for (slot, &bdf) in engines.found().iter().enumerate() {
         let vector =
-            dma::test_device(&ecam, bdf, index).map_err(|failure| Failure::Device(bdf, failure))?;
+            dma::test_device(&ecam, bdf, slot).map_err(|failure| Failure::Device(bdf, failure))?;
         report!(
             "dev {bdf}: ok: copied {} bytes, msi-x vector {vector:#x}",
             dma::COPY_LEN
         );
     }
+    for (i, &bdf) in edus.found().iter().enumerate() {
+        let slot = engines.count + i;
+        let vector =
+            edu::test_device(&ecam, bdf, slot).map_err(|failure| Failure::Edu(bdf, failure))?;
+        report!(
+            "edu {bdf}: ok: {} bytes to the device and back, msi vector {vector:#x}",
+            edu::DMA_LEN
+        );
+    }
     Ok(())
+}
+
+/// The functions of one kind found on bus 0 (at most one per interrupt slot).
+struct Devices {
+    bdfs: [Bdf; apic::MAX_DEVICES],
+    count: usize,
+    too_many: bool,
+}
+
+impl Default for Devices {
+    fn default() -> Self {
+        Devices {
+            bdfs: [Bdf {
+                bus: 0,
+                device: 0,
+                function: 0,
+            }; apic::MAX_DEVICES],
+            count: 0,
+            too_many: false,
+        }
+    }
+}
+
+impl Devices {
+    fn push(&mut self, bdf: Bdf) {
+        if self.count < self.bdfs.len() {
+            self.bdfs[self.count] = bdf;
+            self.count += 1;
+        } else {
+            self.too_many = true;
+        }
+    }
+
+    fn found(&self) -> &[Bdf] {
+        &self.bdfs[..self.count]
+    }
 }
 
 #[panic_handler]

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use crate::io::{read16, read32, write16};
+use crate::io::{read16, read32, write16, write32};
 
 /// Configuration space offsets and bits.
 const VENDOR_ID: u64 = 0x00;
@@ -71,6 +71,12 @@ impl Ecam {
     pub fn write16(&self, bdf: Bdf, offset: u64, value: u16) {
         // SAFETY: the address is in the ECAM window; the callers write registers they mean to.
         unsafe { write16(self.addr(bdf, offset & !1), value) }
+    }
+
+    /// Writes a 32-bit configuration register.
+    pub fn write32(&self, bdf: Bdf, offset: u64, value: u32) {
+        // SAFETY: the address is in the ECAM window; the callers write registers they mean to.
+        unsafe { write32(self.addr(bdf, offset & !3), value) }
     }
 
     /// Calls `found` for each function on bus 0 whose vendor and device ids match.
