@@ -1,5 +1,6 @@
 # Step "initramfs": busybox (from busybox-static's .deb, unpacked, not installed: it conflicts
-# with the busybox package), lab/initramfs/*, and the runner, packed as a gzipped newc cpio.
+# with the busybox package), lab/initramfs/*, the runner, our VMM (/bin/vmm) and the test guest
+# it boots (/lab/test-guest), packed as a gzipped newc cpio.
 # Sets LAB_INITRAMFS.
 
 pack_initramfs() {
@@ -19,6 +20,8 @@ pack_initramfs() {
     mkdir -p "$stage"/{bin,dev,proc,sys,tmp,lab}
     cp "$bb_dir/bin/busybox" "$stage/bin/busybox"
     cp "$LAB_RUNNER" "$stage/bin/lab-runner"
+    cp "$LAB_VMM" "$stage/bin/vmm"
+    cp "$LAB_GUEST" "$stage/lab/test-guest"
     install -m 0755 "$LAB_DIR/initramfs/init" "$stage/init"
     install -m 0644 "$LAB_DIR/initramfs/setup-devices.sh" "$stage/lab/setup-devices.sh"
 

@@ -12,6 +12,7 @@ pub mod kernel_mtty;
 pub mod kernel_support;
 pub mod kernel_type1;
 pub mod kernel_vfio;
+pub mod vmm;
 
 /// Every group, in the order the runner runs them. `environment` goes first: when it fails,
 /// later failures in the same boot likely follow from it.
@@ -47,6 +48,10 @@ pub const ALL: &[GroupDef] = &[
     GroupDef {
         name: "conformance",
         cases: conformance::cases,
+    },
+    GroupDef {
+        name: "vmm",
+        cases: vmm::cases,
     },
 ];
 
