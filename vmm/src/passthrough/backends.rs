@@ -225,7 +225,7 @@ impl HostBackends {
             emulated: None,
             emulated_container: None,
             iommufd: None,
-            opener: KernelDeviceOpener::new(),
+            opener: KernelDeviceOpener::new().prefer_group(choice == HostIommu::Container),
             container: None,
         }
     }
