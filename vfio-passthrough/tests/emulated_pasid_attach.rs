@@ -178,3 +178,29 @@ fn kernels_before_6_15_have_no_pasid_attach() {
     assert_eq!(dev.attach_pt(parent, None), Ok(parent));
     assert_eq!(dev.detach_pt(None), Ok(()));
 }
+
+#[test]
+fn a_device_without_a_pasid_capability_reports_and_gets_no_pasids() {
+    let c = ctx(KernelVersion::NEWEST);
+    let hw_info_pasid = |spec: &str| {
+        let dev = build(spec);
+        let dev_id = dev.bind_iommufd(&c.ctx).unwrap();
+        let mut info = HwInfo {
+            dev_id,
+            ..Default::default()
+        };
+        c.ctx.get_hw_info(&mut info, &mut [0u8; 64]).unwrap();
+        (dev, dev_id, info.out_max_pasid_log2)
+    };
+    let (_with, _, width) = hw_info_pasid("emulated:dma-engine");
+    assert_eq!(
+        width, 20,
+        "the DMA engine's PASID capability is 20 bits wide"
+    );
+
+    let (without, dev_id, width) = hw_info_pasid("emulated:dma-engine,pasid=off");
+    assert_eq!(width, 0, "no PASID capability: the kernel reports 0");
+    let hwpt = paging(&c, dev_id, IOMMU_HWPT_ALLOC_PASID).unwrap();
+    without.attach_pt(hwpt, None).unwrap();
+    assert_eq!(without.attach_pt(hwpt, Some(1)), Err(Errno::EINVAL));
+}

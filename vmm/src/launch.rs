@@ -83,7 +83,7 @@ pub fn launch(config: &VmConfig) -> Result<ExitReason, LaunchError> {
         })?;
     }
     // Host devices next: a wrong path or driver is reported before KVM is touched.
-    let opener = KernelDeviceOpener::new();
+    let opener = KernelDeviceOpener::new().prefer_group(config.host_iommu == HostIommu::Container);
     for spec in &config.devices {
         if let DeviceSource::Host(path) = &spec.source {
             check_host_device(&opener, path, config.host_iommu).map_err(|source| {

@@ -114,10 +114,11 @@ pub enum BackendError {
         /// The device as given.
         path: PathBuf,
     },
-    /// `--host-iommu container` where the device opener goes through the cdev.
+    /// `--host-iommu container` for a device named by its VFIO cdev node, which only iommufd
+    /// can use.
     #[error(
-        "{}: --host-iommu container, but this host has {IOMMUFD_NODE} and the device is opened \
-         through its VFIO cdev there; use --host-iommu auto or iommufd",
+        "{}: --host-iommu container, but a VFIO cdev node can only be used through iommufd; \
+         name the device by its sysfs path to open it through its IOMMU group",
         path.display()
     )]
     ContainerUnavailable {
@@ -225,7 +226,7 @@ impl HostBackends {
             emulated: None,
             emulated_container: None,
             iommufd: None,
-            opener: KernelDeviceOpener::new(),
+            opener: KernelDeviceOpener::new().prefer_group(choice == HostIommu::Container),
             container: None,
         }
     }

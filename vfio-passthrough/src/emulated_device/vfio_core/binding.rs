@@ -46,11 +46,16 @@ pub(super) fn bind(dev: &EmulatedVfioDevice, iommufd: &Arc<dyn Iommufd>) -> Resu
         return Err(Errno::EINVAL);
     }
     let profile = core.binding.profile;
-    let handle = Arc::new(ctx.bind(profile)?);
+    let device_pasid_log2 = core.pasid_capability_width();
+    let handle = Arc::new(ctx.bind_with_pasid(profile, device_pasid_log2)?);
     let dev_id = handle.dev_id();
     core.binding.device = Some(handle.clone());
     let log = dev.dma_log();
-    core.connect_dma(handle.dma_port(), profile.max_pasid_log2(), &log);
+    core.connect_dma(
+        handle.dma_port(),
+        device_pasid_log2.min(profile.max_pasid_log2()),
+        &log,
+    );
     Ok(dev_id)
 }
 

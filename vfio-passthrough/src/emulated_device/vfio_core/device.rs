@@ -305,6 +305,16 @@ impl EmulatedVfioDevice {
 }
 
 impl Core {
+    /// The "Max PASID Width" of the device's own PASID extended capability (bits 8..12 of its
+    /// capability register), 0 if it has none: what the IOMMU may use for this device.
+    pub(super) fn pasid_capability_width(&mut self) -> u8 {
+        let config = self.model.config_mut();
+        match config.find_extended_capability(PCI_EXT_CAP_ID_PASID) {
+            Some(pasid) => ((super::phys_irq::read16(config, pasid + 4) >> 8) & 0x1f) as u8,
+            None => 0,
+        }
+    }
+
     pub(super) fn connect_dma(
         &mut self,
         port: Arc<dyn DmaPort>,

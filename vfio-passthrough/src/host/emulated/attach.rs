@@ -30,13 +30,15 @@ enum Mode {
 }
 
 impl Context {
-    /// `iommufd_device_bind`: a new DEVICE object, referenced by its owner.
-    pub(crate) fn bind(&mut self, profile: IommuProfile) -> Result<u32, Errno> {
+    /// `iommufd_device_bind`: a new DEVICE object, referenced by its owner. `pasid_log2` is the
+    /// device's usable PASID width (already capped by the IOMMU's).
+    pub(crate) fn bind(&mut self, profile: IommuProfile, pasid_log2: u8) -> Result<u32, Errno> {
         let id = self.objects.reserve()?;
         self.objects.finalize(
             id,
             Object::Device(Device {
                 profile,
+                pasid_log2,
                 hwpt: None,
                 pasids: Default::default(),
             }),
@@ -403,7 +405,7 @@ impl Context {
             return Err(Errno::EINVAL);
         }
         let dev = self.objects.device(dev_id)?;
-        let width = dev.profile.max_pasid_log2();
+        let width = dev.pasid_log2;
         let old = dev.pasids.get(&pasid).copied();
         match self.objects.get(hwpt_id).ok_or(Errno::ENOENT)? {
             Object::HwptPaging(_) | Object::HwptNested(_) => {}

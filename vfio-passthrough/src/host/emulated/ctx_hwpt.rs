@@ -157,7 +157,8 @@ impl Context {
         {
             return Err(Errno::EOPNOTSUPP);
         }
-        let info = self.objects.device(req.dev_id)?.profile.hw_info();
+        let dev = self.objects.device(req.dev_id)?;
+        let (info, pasid_log2) = (dev.profile.hw_info(), dev.pasid_log2);
         if req.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE != 0
             && req.data_type != IOMMU_HW_INFO_TYPE_NONE
             && req.data_type != info.data_type
@@ -173,7 +174,7 @@ impl Context {
             req.out_capabilities = info.capabilities;
         }
         if f.hw_info_pasid() {
-            req.out_max_pasid_log2 = info.max_pasid_log2;
+            req.out_max_pasid_log2 = pasid_log2;
         }
         Ok(())
     }

@@ -20,6 +20,9 @@ use crate::host::dma::DmaPort;
 pub(crate) struct Device {
     /// The IOMMU behind it.
     pub(crate) profile: IommuProfile,
+    /// PASID bits usable by this device: the IOMMU's width, capped by the device's own PASID
+    /// capability (0 without one), as `iommu_hw_info::out_max_pasid_log2` reports it.
+    pub(crate) pasid_log2: u8,
     /// The HWPT the device's requests without PASID use (`igroup->hwpt`).
     pub(crate) hwpt: Option<u32>,
     /// Per-PASID attachments: PASID -> HWPT.
@@ -119,11 +122,23 @@ impl EmulatedIommufd {
     /// Binds a new device behind an IOMMU of `profile`: allocates its DEVICE object (the id
     /// `HWPT_ALLOC` and `GET_HW_INFO` take).
     pub fn bind(&self, profile: IommuProfile) -> Result<EmulatedDevice, Errno> {
-        let dev_id = self.lock().bind(profile)?;
+        self.bind_with_pasid(profile, profile.max_pasid_log2())
+    }
+
+    /// Binds a device whose own PASID capability is `device_pasid_log2` bits wide (0: the
+    /// device has none): the kernel reports, and the IOMMU honours, the smaller of that and the
+    /// IOMMU's width.
+    pub fn bind_with_pasid(
+        &self,
+        profile: IommuProfile,
+        device_pasid_log2: u8,
+    ) -> Result<EmulatedDevice, Errno> {
+        let pasid_log2 = device_pasid_log2.min(profile.max_pasid_log2());
+        let dev_id = self.lock().bind(profile, pasid_log2)?;
         Ok(EmulatedDevice {
             shared: self.shared.clone(),
             dev_id,
-            translator: Translator::new(&self.shared, dev_id, profile),
+            translator: Translator::new(&self.shared, dev_id, pasid_log2),
         })
     }
 

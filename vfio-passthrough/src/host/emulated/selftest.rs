@@ -37,9 +37,10 @@ impl Context {
             self.objects.release(sobj);
             return Err(Errno::EINVAL);
         }
-        let dev_id = match self.bind(IommuProfile::Mock {
+        let profile = IommuProfile::Mock {
             flags: req.dev_flags,
-        }) {
+        };
+        let dev_id = match self.bind(profile, profile.max_pasid_log2()) {
             Ok(id) => id,
             Err(e) => {
                 self.objects.release(sobj);

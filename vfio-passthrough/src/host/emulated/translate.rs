@@ -19,7 +19,6 @@ use super::attachment_dma::{self, Failure, PieceOp};
 use super::context::Shared;
 use super::device::Attachment;
 use super::fault_log::{DmaFaultRecord, FaultLog};
-use super::profile::IommuProfile;
 
 /// What the request resolved to: the HWPT id and how to translate through it.
 struct Resolved {
@@ -35,17 +34,18 @@ struct Resolved {
 pub struct Translator {
     shared: Weak<Shared>,
     dev_id: u32,
-    profile: IommuProfile,
+    /// PASID bits the device may use (0: no PASID requests translate).
+    pasid_log2: u8,
     bound: AtomicBool,
     faults: FaultLog,
 }
 
 impl Translator {
-    pub(crate) fn new(shared: &Arc<Shared>, dev_id: u32, profile: IommuProfile) -> Arc<Self> {
+    pub(crate) fn new(shared: &Arc<Shared>, dev_id: u32, pasid_log2: u8) -> Arc<Self> {
         Arc::new(Translator {
             shared: Arc::downgrade(shared),
             dev_id,
-            profile,
+            pasid_log2,
             bound: AtomicBool::new(true),
             faults: FaultLog::default(),
         })
@@ -86,7 +86,7 @@ impl Translator {
         let pasid = match pasid {
             Some(0) | None => None,
             Some(p) => {
-                let width = self.profile.max_pasid_log2();
+                let width = self.pasid_log2;
                 if width == 0 || u64::from(p) >= 1u64 << width {
                     return blocked;
                 }

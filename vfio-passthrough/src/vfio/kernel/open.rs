@@ -134,6 +134,7 @@ impl KernelDevice {
 #[derive(Debug)]
 pub struct KernelDeviceOpener {
     root: PathBuf,
+    prefer_group: bool,
     container: Option<Arc<KernelType1Container>>,
     iommu_set: bool,
     groups: BTreeMap<u32, Arc<VfioGroup>>,
@@ -155,10 +156,19 @@ impl KernelDeviceOpener {
     pub fn with_root(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
+            prefer_group: false,
             container: None,
             iommu_set: false,
             groups: BTreeMap::new(),
         }
+    }
+
+    /// Opens devices named by a sysfs path through their IOMMU group and the type1 container
+    /// even where a VFIO cdev and `/dev/iommu` exist (the user asked for the legacy backend).
+    /// A cdev path cannot be opened that way and stays an error.
+    pub fn prefer_group(mut self, prefer: bool) -> Self {
+        self.prefer_group = prefer;
+        self
     }
 
     /// The container group-opened devices are in, once one was opened.
@@ -212,7 +222,7 @@ impl KernelDeviceOpener {
                 });
             }
         }
-        if iommufd.exists() {
+        if iommufd.exists() && !self.prefer_group {
             if let Some(node) = self.cdev_node(&real, path)? {
                 return Ok(DeviceRoute::Cdev { node });
             }
@@ -448,6 +458,33 @@ mod tests {
         assert_eq!(
             root.opener().locate(Path::new("0000:00:03.0")).unwrap(),
             route
+        );
+    }
+
+    #[test]
+    fn preferring_the_group_skips_the_cdev_even_with_iommufd() {
+        let root = FakeRoot::new();
+        root.pci("0000:00:03.0", Some("vfio-pci"), 5);
+        root.dir("/sys/bus/pci/devices/0000:00:03.0/vfio-dev/vfio0");
+        root.file("/dev/vfio/devices/vfio0");
+        root.file("/dev/vfio/5");
+        root.file("/dev/iommu");
+        let opener = root.opener().prefer_group(true);
+        assert_eq!(
+            opener
+                .locate(Path::new("/sys/bus/pci/devices/0000:00:03.0"))
+                .unwrap(),
+            DeviceRoute::Group {
+                group: 5,
+                name: "0000:00:03.0".into()
+            }
+        );
+        // A cdev node names the cdev route and nothing else.
+        assert_eq!(
+            opener.locate(Path::new("/dev/vfio/devices/vfio0")).unwrap(),
+            DeviceRoute::Cdev {
+                node: root.path("/dev/vfio/devices/vfio0")
+            }
         );
     }
 
