@@ -12,6 +12,7 @@ pub mod kernel_mtty;
 pub mod kernel_support;
 pub mod kernel_type1;
 pub mod kernel_vfio;
+pub mod type1_conformance;
 pub mod vmm;
 
 /// Every group, in the order the runner runs them. `environment` goes first: when it fails,
@@ -48,6 +49,10 @@ pub const ALL: &[GroupDef] = &[
     GroupDef {
         name: "conformance",
         cases: conformance::cases,
+    },
+    GroupDef {
+        name: "type1-conformance",
+        cases: type1_conformance::cases,
     },
     GroupDef {
         name: "vmm",
