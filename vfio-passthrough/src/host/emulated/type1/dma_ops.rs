@@ -14,7 +14,7 @@ use crate::host::type1::{
     VFIO_IOMMU_DIRTY_PAGES_FLAG_START, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP,
 };
 
-use super::dirty::{pgshift, report_mapping, verify_bitmap_size};
+use super::dirty::{DmaBitmap, pgshift, verify_bitmap_size};
 use super::driver::Type1Iommu;
 use super::mappings::Dma;
 
@@ -86,6 +86,19 @@ impl Type1Iommu {
         let pages = Pages::user(host, vaddr, size, prot.write, host.account_mode(true))
             .map_err(|_| Errno::EFAULT)?;
         pages.load(0, pages.npages() - 1)?;
+        // A mapping made while tracking gets its bitmap once pinned; without one it goes
+        // again (`vfio_remove_dma`).
+        let bitmap = if self.dirty_tracking {
+            match DmaBitmap::alloc(size, pgsize) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    pages.unload(0, pages.npages() - 1);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         for domain in self.domains() {
             domain.write_table().map(iova, size, pages.clone(), 0, prot);
         }
@@ -96,6 +109,7 @@ impl Type1Iommu {
             prot,
             pages,
             vaddr_invalid: false,
+            bitmap,
         });
         self.dma_avail -= 1;
         Ok(())
@@ -179,8 +193,11 @@ impl Type1Iommu {
                 unmapped = unmapped.wrapping_add(d_size);
                 continue;
             }
-            if get_bitmap {
-                report_mapping(bitmap, iova, d_iova, d_size, shift)?;
+            if get_bitmap && let Some(dma) = self.dma.get_mut(k) {
+                // Tracking is on, so every mapping has its bitmap; the fallback only keeps a
+                // broken invariant from being a panic (the kernel would dereference NULL).
+                let dma_bitmap = dma.bitmap.get_or_insert_with(DmaBitmap::default);
+                dma_bitmap.update_user_bitmap(bitmap, iova, d_iova, d_size, shift)?;
             }
             unmapped = unmapped.wrapping_add(d_size);
             self.remove_dma(k);
@@ -225,21 +242,46 @@ impl Type1Iommu {
             return Err(Errno::EINVAL);
         }
         match req.flags {
-            VFIO_IOMMU_DIRTY_PAGES_FLAG_START => {
-                self.dirty_tracking = true;
-                Ok(())
-            }
+            VFIO_IOMMU_DIRTY_PAGES_FLAG_START => self.start_tracking(),
             VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP => {
-                self.dirty_tracking = false;
+                // vfio_dma_bitmap_free_all
+                if self.dirty_tracking {
+                    self.dirty_tracking = false;
+                    for dma in self.dma.iter_mut() {
+                        dma.bitmap = None;
+                    }
+                }
                 Ok(())
             }
             _ => self.get_bitmap(req, bitmap),
         }
     }
 
-    /// `VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP`: every page of every mapping inside the range
-    /// reads dirty.
-    fn get_bitmap(&self, req: &Type1DirtyPages, bitmap: &mut [u64]) -> Result<(), Errno> {
+    /// `VFIO_IOMMU_DIRTY_PAGES_FLAG_START`: a zeroed bitmap for every mapping
+    /// (`vfio_dma_bitmap_alloc_all`), all or none; nothing when tracking already (the
+    /// bitmaps, with what earlier queries left in them, stay).
+    fn start_tracking(&mut self) -> Result<(), Errno> {
+        if self.dirty_tracking {
+            return Ok(());
+        }
+        let pgsize = self.min_pgsize();
+        let bitmaps = self
+            .dma
+            .iter()
+            .map(|dma| DmaBitmap::alloc(dma.size, pgsize))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (dma, b) in self.dma.iter_mut().zip(bitmaps) {
+            dma.bitmap = Some(b);
+        }
+        self.dirty_tracking = true;
+        Ok(())
+    }
+
+    /// `VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP` (`vfio_iova_dirty_bitmap`): every mapping
+    /// inside the range, ascending, is copied out with `update_user_bitmap`, every page dirty,
+    /// then its pages are cleared in its own bitmap. The first mapping failing stops the
+    /// query with what came before written.
+    fn get_bitmap(&mut self, req: &Type1DirtyPages, bitmap: &mut [u64]) -> Result<(), Errno> {
         if req.argsz < DIRTY_PAGES_GET_ARGSZ {
             return Err(Errno::EINVAL);
         }
@@ -258,14 +300,17 @@ impl Type1Iommu {
         self.check_not_bisected(iova, size)?;
         let shift = pgshift(pgsize).unwrap_or(0);
         let last = iova + (size - 1);
-        for dma in self.dma.iter() {
+        for dma in self.dma.iter_mut() {
             if dma.iova < iova {
                 continue;
             }
             if dma.iova > last {
                 break;
             }
-            report_mapping(bitmap, iova, dma.iova, dma.size, shift)?;
+            // As in the unmap: never `None` while tracking.
+            let dma_bitmap = dma.bitmap.get_or_insert_with(DmaBitmap::default);
+            dma_bitmap.update_user_bitmap(bitmap, iova, dma.iova, dma.size, shift)?;
+            dma_bitmap.clear_pages(dma.size >> shift)?;
         }
         Ok(())
     }

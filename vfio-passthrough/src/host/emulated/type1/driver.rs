@@ -229,6 +229,17 @@ impl Type1Iommu {
                 iova_copy.aper_expand(&apertures);
                 self.update_pgsize_bitmap();
             }
+            // The group could not report dirty pages: with it gone the scope might narrow, so
+            // the driver marks every page of every mapping dirty (`vfio_iommu_populate_bitmap_full`).
+            if self.dirty_tracking {
+                let shift = self.min_pgsize().trailing_zeros();
+                for dma in self.dma.iter_mut() {
+                    if let Some(b) = dma.bitmap.as_mut() {
+                        // Fails only where a page count does not fit `usize`: not on 64-bit hosts.
+                        let _ = b.set_pages(dma.size >> shift);
+                    }
+                }
+            }
         }
         if iova_copy.resv_refresh(remaining).is_ok() {
             self.iova_list = iova_copy;

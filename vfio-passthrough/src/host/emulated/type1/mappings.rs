@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use crate::host::emulated::{Pages, Prot};
 
+use super::dirty::DmaBitmap;
+
 /// One `VFIO_IOMMU_MAP_DMA` (`struct vfio_dma`).
 #[derive(Debug)]
 pub(super) struct Dma {
@@ -23,6 +25,8 @@ pub(super) struct Dma {
     pub(super) pages: Arc<Pages>,
     /// Invalidated by `VFIO_DMA_UNMAP_FLAG_VADDR`, awaiting a new address.
     pub(super) vaddr_invalid: bool,
+    /// Its dirty bitmap, while tracking is on.
+    pub(super) bitmap: Option<DmaBitmap>,
 }
 
 impl Dma {
@@ -106,6 +110,11 @@ impl Mappings {
     pub(super) fn iter(&self) -> impl Iterator<Item = &Dma> {
         self.map.values()
     }
+
+    /// Every mapping, ascending, mutably.
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Dma> {
+        self.map.values_mut()
+    }
 }
 
 #[cfg(test)]
@@ -132,6 +141,7 @@ mod tests {
                 prot: Prot::default(),
                 pages: pages.clone(),
                 vaddr_invalid: false,
+                bitmap: None,
             });
         }
         m
