@@ -259,7 +259,11 @@ mod tests {
         // Set 0x30F, shifted by 8: 0x30F00, the caller's 0xF (A's pages) ORed in.
         assert_eq!(query(&mut m, vec![0]), [0x3_0F0F]);
         assert_eq!(query(&mut m, vec![0]), [0x30F_0F0F]);
-        assert_eq!(m[0].bitmap.words(), [0, 0], "A starts on a word: nothing stays");
+        assert_eq!(
+            m[0].bitmap.words(),
+            [0, 0],
+            "A starts on a word: nothing stays"
+        );
     }
 
     #[test]
@@ -294,8 +298,14 @@ mod tests {
         assert_eq!(query(&mut m, vec![0, 0]), [0xf << 60, 0xf]);
         // The first query left bits 60-63 and 64-67 in the mapping's bitmap; shifted by 60
         // again they land on bits 120-127, where nothing is mapped.
-        assert_eq!(query(&mut m, vec![0, 0]), [0xf << 60, 0xff00_0000_0000_000f]);
-        assert_eq!(query(&mut m, vec![0, 0]), [0xf << 60, 0xff00_0000_0000_000f]);
+        assert_eq!(
+            query(&mut m, vec![0, 0]),
+            [0xf << 60, 0xff00_0000_0000_000f]
+        );
+        assert_eq!(
+            query(&mut m, vec![0, 0]),
+            [0xf << 60, 0xff00_0000_0000_000f]
+        );
     }
 
     #[test]
@@ -320,8 +330,7 @@ mod tests {
         );
         let mut m = mapping(0, 1);
         assert_eq!(
-            m.bitmap
-                .update_user_bitmap(&mut user, 0, 65 * P, P, 12),
+            m.bitmap.update_user_bitmap(&mut user, 0, 65 * P, P, 12),
             Err(Errno::EFAULT),
             "copy_from_user of the caller's word past the end"
         );
