@@ -229,8 +229,8 @@ impl Type1Iommu {
                 iova_copy.aper_expand(&apertures);
                 self.update_pgsize_bitmap();
             }
-            // The group could not report dirty pages: with it gone the scope might narrow, so
-            // the driver marks every page of every mapping dirty (`vfio_iommu_populate_bitmap_full`).
+            // The group could not report dirty pages: with it gone the scope might narrow, so the
+            // driver marks every page of every mapping dirty (`vfio_iommu_populate_bitmap_full`).
             if self.dirty_tracking {
                 let shift = self.min_pgsize().trailing_zeros();
                 for dma in self.dma.iter_mut() {
