@@ -315,3 +315,64 @@ impl Type1Iommu {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::emulated::accounting::AccountMode;
+    use crate::host::emulated::{HostConfig, PAGE_SIZE};
+    use crate::host::type1::VFIO_TYPE1V2_IOMMU;
+
+    fn flags(flags: u32) -> Type1DirtyPages {
+        Type1DirtyPages {
+            argsz: DIRTY_PAGES_MINSZ,
+            flags,
+            iova: 0,
+            size: 0,
+            pgsize: 0,
+        }
+    }
+
+    /// A mapping entered directly (no pinning) so that its size can exceed what a bitmap takes.
+    fn dma(host: &Arc<EmulatedHost>, iova: u64, size: u64) -> Dma {
+        Dma {
+            iova,
+            size,
+            vaddr: 0x7000_0000,
+            prot: Prot::default(),
+            pages: Pages::user(host, 0x7000_0000, PAGE_SIZE, true, AccountMode::None).unwrap(),
+            vaddr_invalid: false,
+            bitmap: None,
+        }
+    }
+
+    #[test]
+    fn start_gives_every_mapping_a_bitmap_or_none_and_stop_frees_them() {
+        let host = EmulatedHost::new(HostConfig::unprivileged(0));
+        let mut iommu = Type1Iommu::open(VFIO_TYPE1V2_IOMMU, 16).unwrap();
+        iommu.dma.insert(dma(&host, 0, PAGE_SIZE));
+        // One page over INT_MAX: vfio_dma_bitmap_alloc refuses it, START fails whole.
+        let huge = (i32::MAX as u64 + 1) * PAGE_SIZE;
+        iommu.dma.insert(dma(&host, 1 << 50, huge));
+        let start = flags(VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
+        assert_eq!(iommu.dirty_pages(&start, &mut []), Err(Errno::EINVAL));
+        assert!(!iommu.dirty_tracking);
+        assert!(iommu.dma.iter().all(|d| d.bitmap.is_none()));
+
+        // Without it, START allocates; a second START keeps what the bitmaps hold.
+        let gone = iommu.dma.remove(1 << 50).unwrap();
+        assert_eq!(gone.size, huge);
+        assert_eq!(iommu.dirty_pages(&start, &mut []), Ok(()));
+        let b = iommu.dma.get_mut(0).unwrap().bitmap.as_mut().unwrap();
+        b.set_pages(1).unwrap();
+        let kept = b.clone();
+        assert_eq!(iommu.dirty_pages(&start, &mut []), Ok(()));
+        assert_eq!(iommu.dma.get(0).unwrap().bitmap.as_ref(), Some(&kept));
+
+        let stop = flags(VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP);
+        assert_eq!(iommu.dirty_pages(&stop, &mut []), Ok(()));
+        assert!(!iommu.dirty_tracking);
+        assert!(iommu.dma.get(0).unwrap().bitmap.is_none());
+        iommu.dma.remove(0);
+    }
+}
