@@ -104,8 +104,9 @@ pub fn iommu_unmap_dma(
     unsafe { ioctl_mut(fd, VFIO_IOMMU_UNMAP_DMA, arg) }.map(drop)
 }
 
-/// `VFIO_IOMMU_DIRTY_PAGES`; with `GET_BITMAP` the kernel ORs dirty bits into `bitmap`
-/// (`bitmap.size` is the slice's byte length, which the kernel checks against the range).
+/// `VFIO_IOMMU_DIRTY_PAGES`; with `GET_BITMAP` the kernel writes each mapping's words of
+/// `bitmap` (see `docs/kernel-uapi.md` 2.2 for which bits it ORs and which it overwrites;
+/// `bitmap.size` is the slice's byte length, which the kernel checks against the range).
 pub fn iommu_dirty_pages(
     fd: BorrowedFd<'_>,
     arg: &mut DirtyBitmapGet,

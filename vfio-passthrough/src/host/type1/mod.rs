@@ -159,11 +159,15 @@ pub trait Type1Container: Send + Sync + Debug {
     /// by devices until unmapped and must only be accessed in ways tolerant of that.
     unsafe fn map_dma(&self, req: &Type1DmaMap) -> Result<(), Errno>;
 
-    /// `VFIO_IOMMU_UNMAP_DMA`; with `GET_DIRTY_BITMAP`, dirty bits are ORed into `bitmap`
-    /// (`bitmap.len() * 8` is the `vfio_bitmap.size` the kernel sees).
+    /// `VFIO_IOMMU_UNMAP_DMA`; with `GET_DIRTY_BITMAP`, each unmapped mapping's words of
+    /// `bitmap` are written as `DIRTY_PAGES` writes them (`bitmap.len() * 8` is the
+    /// `vfio_bitmap.size` the kernel sees).
     fn unmap_dma(&self, req: &mut Type1DmaUnmap, bitmap: &mut [u64]) -> Result<(), Errno>;
 
-    /// `VFIO_IOMMU_DIRTY_PAGES`; with `GET_BITMAP`, dirty bits are ORed into `bitmap`.
+    /// `VFIO_IOMMU_DIRTY_PAGES`; with `GET_BITMAP`, each mapping in the range writes its words
+    /// of `bitmap`: the first word of a mapping that does not start on a word boundary is ORed
+    /// with the caller's, later ones are overwritten, and bits a mapping reported before can
+    /// come back shifted (`docs/kernel-uapi.md` 2.2: Linux's per-mapping bitmap keeps them).
     fn dirty_pages(&self, req: &Type1DirtyPages, bitmap: &mut [u64]) -> Result<(), Errno>;
 
     /// The container's file descriptor, for `VFIO_GROUP_SET_CONTAINER`; `None` in-process.
