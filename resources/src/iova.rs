@@ -5,9 +5,12 @@
 //! `iopt_set_allow_iova` with `iommufd_ioas_load_iovas`, `iopt_alloc_iova` and the span walk of
 //! `iommufd_ioas_iova_ranges`. Each error variant names the errno the kernel returns for it.
 //!
-//! Besides the three trees the space keeps `occupied`, the union of areas and reserved ranges as
-//! maximal runs (areas and reserved ranges never intersect: each is refused where the other
-//! is), so automatic placement jumps from hole to hole instead of walking every area.
+//! Areas and reserved ranges never intersect (each is refused where the other is), so the areas
+//! and the union of the reserved ranges (as maximal runs) share one gap tree: one descent tells
+//! whether a fixed range is free, one more inserts or removes an area, and automatic placement
+//! skips every subtree whose holes are all too small for the request instead of walking every
+//! hole. The reserved ranges themselves, with their owners, stay in [`ReservedRanges`] for the
+//! error reports and `IOMMU_IOAS_IOVA_RANGES`.
 
 mod placement;
 
@@ -17,8 +20,9 @@ use std::fmt;
 
 use placement::Request;
 
+use crate::gap_tree::{self, GapTree};
 use crate::range::AddrRange;
-use crate::range_map::{Overlapping, RangeMap};
+use crate::range_map::RangeMap;
 use crate::reserved::ReservedRanges;
 use crate::run_set::RunSet;
 
@@ -123,19 +127,112 @@ pub enum IovaError {
     },
 }
 
+/// What occupies a range of the [`GapTree`] of an [`IovaSpace`].
+#[derive(Debug, Clone)]
+enum Slot<T> {
+    /// A mapped area and its value.
+    Area(T),
+    /// A maximal run of the union of the reserved ranges.
+    Reserved,
+}
+
+impl<T> Slot<T> {
+    fn area(&self) -> Option<&T> {
+        match self {
+            Slot::Area(value) => Some(value),
+            Slot::Reserved => None,
+        }
+    }
+}
+
 /// The IOVA bookkeeping of one IOAS; `T` is what each area carries (pages, flags).
 #[derive(Debug, Clone)]
 pub struct IovaSpace<T> {
-    areas: RangeMap<T>,
+    /// The areas and the runs of `reserved.union()`, which never intersect.
+    occupancy: GapTree<Slot<T>>,
+    /// How many of `occupancy`'s ranges are areas.
+    area_count: usize,
     reserved: ReservedRanges,
     /// The allowed list as given (ranges may be adjacent).
     allowed: RangeMap<()>,
     /// The allowed list merged into maximal runs: the kernel's span iterator treats adjacent
     /// allowed ranges as one span, so a placement may straddle their boundary.
     allowed_runs: RunSet,
-    /// Union of areas and reserved ranges as maximal runs.
-    occupied: RunSet,
 }
+
+/// The areas of an [`IovaSpace`], from [`IovaSpace::areas`].
+#[derive(Debug, Clone, Copy)]
+pub struct Areas<'a, T> {
+    space: &'a IovaSpace<T>,
+}
+
+impl<'a, T> Areas<'a, T> {
+    /// Every area with its value, ascending.
+    pub fn iter(&self) -> AreaIter<'a, T> {
+        AreaIter {
+            inner: self.space.occupancy.iter(),
+            left: self.space.area_count,
+        }
+    }
+
+    /// Number of areas.
+    pub fn len(&self) -> usize {
+        self.space.area_count
+    }
+
+    /// Whether there is no area.
+    pub fn is_empty(&self) -> bool {
+        self.space.area_count == 0
+    }
+}
+
+impl<'a, T> IntoIterator for Areas<'a, T> {
+    type Item = (AddrRange, &'a T);
+    type IntoIter = AreaIter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Iterator over the areas of an [`IovaSpace`], ascending, from [`Areas::iter`].
+pub struct AreaIter<'a, T> {
+    inner: gap_tree::Iter<'a, Slot<T>>,
+    /// Areas not yet returned.
+    left: usize,
+}
+
+impl<T> fmt::Debug for AreaIter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AreaIter")
+            .field("left", &self.left)
+            .finish()
+    }
+}
+
+impl<'a, T> Iterator for AreaIter<'a, T> {
+    type Item = (AddrRange, &'a T);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        let found = self
+            .inner
+            .by_ref()
+            .find_map(|(range, slot)| slot.area().map(|value| (range, value)));
+        if found.is_some() {
+            self.left -= 1;
+        }
+        found
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<T> ExactSizeIterator for AreaIter<'_, T> {}
 
 impl<T> Default for IovaSpace<T> {
     fn default() -> Self {
@@ -147,11 +244,11 @@ impl<T> IovaSpace<T> {
     /// A fresh IOAS: no areas, nothing reserved, no allowed list.
     pub const fn new() -> Self {
         IovaSpace {
-            areas: RangeMap::new(),
+            occupancy: GapTree::new(),
+            area_count: 0,
             reserved: ReservedRanges::new(),
             allowed: RangeMap::new(),
             allowed_runs: RunSet::new(),
-            occupied: RunSet::new(),
         }
     }
 
@@ -204,7 +301,7 @@ impl<T> IovaSpace<T> {
     /// Reserves `range` for `owner` (`iopt_reserve_iova`). Refused with [`IovaError::InUse`]
     /// if it meets an area (checked first) or an allowed range; nothing changes then.
     pub fn reserve(&mut self, range: AddrRange, owner: u64) -> Result<(), IovaError> {
-        if let Some((conflict, _)) = self.areas.first_overlapping(range) {
+        if let Some((conflict, _)) = self.first_area_overlapping(range) {
             return Err(IovaError::InUse {
                 range,
                 conflict,
@@ -219,7 +316,22 @@ impl<T> IovaSpace<T> {
             });
         }
         self.reserved.add(range, owner);
-        self.occupied.add(range);
+        // The union run now holding `range` replaces the runs it absorbed; no area lies in it.
+        let run = self
+            .reserved
+            .union()
+            .run_at(range.start())
+            .expect("a reserved range lies in a run of the union");
+        let absorbed: Vec<u64> = self
+            .occupancy
+            .overlapping(run)
+            .map(|(old, _)| old.start())
+            .collect();
+        for start in absorbed {
+            let _ = self.occupancy.remove(start);
+        }
+        let inserted = self.occupancy.insert(run, Slot::Reserved);
+        debug_assert!(inserted.is_ok(), "reserved run {run} meets an area");
         Ok(())
     }
 
@@ -228,11 +340,13 @@ impl<T> IovaSpace<T> {
         let before = self.reserved.union().clone();
         let removed = self.reserved.remove_owner(owner);
         if removed > 0 {
-            // Whatever the old union covered and the new one does not is now free: areas never
-            // lie on reserved addresses, so nothing else occupies it.
+            // Each run of the new union lies inside one run of the old: replace every old run
+            // by what is left of it.
             for run in before.iter() {
-                for freed in self.reserved.union().holes(run) {
-                    self.occupied.remove(freed);
+                let _ = self.occupancy.remove(run.start());
+                for kept in self.reserved.union().overlapping(run) {
+                    let inserted = self.occupancy.insert(kept, Slot::Reserved);
+                    debug_assert!(inserted.is_ok(), "reserved run {kept} meets an area");
                 }
             }
         }
@@ -254,59 +368,92 @@ impl<T> IovaSpace<T> {
     /// a reserved range -> [`IovaError::Reserved`], then any area overlap ->
     /// [`IovaError::Exists`]. The allowed list does not restrict fixed IOVAs.
     pub fn check_fixed(&self, range: AddrRange) -> Result<(), IovaError> {
+        match self.occupancy.first_overlapping(range) {
+            None => Ok(()),
+            Some(_) => Err(self.fixed_conflict(range)),
+        }
+    }
+
+    /// The error of [`IovaSpace::check_fixed`] for a range known to meet an area or a
+    /// reserved range.
+    fn fixed_conflict(&self, range: AddrRange) -> IovaError {
         if let Some((reserved, owner)) = self.reserved.first_intersecting(range) {
-            return Err(IovaError::Reserved {
+            return IovaError::Reserved {
                 range,
                 reserved,
                 owner,
-            });
+            };
         }
-        if let Some((area, _)) = self.areas.first_overlapping(range) {
-            return Err(IovaError::Exists { range, area });
+        let area = self.first_area_overlapping(range).map(|(area, _)| area);
+        debug_assert!(
+            area.is_some(),
+            "{range} meets neither an area nor a reserved range"
+        );
+        IovaError::Exists {
+            range,
+            area: area.unwrap_or(range),
         }
-        Ok(())
     }
 
-    /// Records an area after the checks of [`IovaSpace::check_fixed`]; nothing changes on
-    /// error (and `value` is dropped).
+    /// Records an area, refused as [`IovaSpace::check_fixed`] would refuse it; nothing changes
+    /// on error (and `value` is dropped). The insertion itself finds any range in the way, so
+    /// calling [`IovaSpace::check_fixed`] first costs one more lookup and adds no safety.
     pub fn insert_area(&mut self, range: AddrRange, value: T) -> Result<(), IovaError> {
-        self.check_fixed(range)?;
-        // Cannot fail: check_fixed found no overlapping area.
-        let _ = self.areas.insert(range, value);
-        self.occupied.add(range);
-        Ok(())
+        match self.occupancy.insert(range, Slot::Area(value)) {
+            Ok(()) => {
+                self.area_count += 1;
+                Ok(())
+            }
+            Err(_) => Err(self.fixed_conflict(range)),
+        }
     }
 
     /// Removes the area starting exactly at `start`.
     pub fn remove_area(&mut self, start: u64) -> Option<(AddrRange, T)> {
-        let (range, value) = self.areas.remove(start)?;
-        self.occupied.remove(range);
-        Some((range, value))
+        match self
+            .occupancy
+            .remove_if(start, |slot| matches!(slot, Slot::Area(_)))?
+        {
+            (range, Slot::Area(value)) => {
+                self.area_count -= 1;
+                Some((range, value))
+            }
+            (_, Slot::Reserved) => None,
+        }
     }
 
     /// The area containing `iova`.
     pub fn area_at(&self, iova: u64) -> Option<(AddrRange, &T)> {
-        self.areas.get(iova)
+        let (range, slot) = self.occupancy.get(iova)?;
+        slot.area().map(|value| (range, value))
     }
 
     /// The area containing `iova`, with mutable access to its value.
     pub fn area_at_mut(&mut self, iova: u64) -> Option<(AddrRange, &mut T)> {
-        self.areas.get_mut(iova)
+        match self.occupancy.get_mut(iova)? {
+            (range, Slot::Area(value)) => Some((range, value)),
+            (_, Slot::Reserved) => None,
+        }
     }
 
     /// The lowest area overlapping `range`.
     pub fn first_area_overlapping(&self, range: AddrRange) -> Option<(AddrRange, &T)> {
-        self.areas.first_overlapping(range)
+        self.areas_overlapping(range).next()
     }
 
     /// The areas overlapping `range`, ascending.
-    pub fn areas_overlapping(&self, range: AddrRange) -> Overlapping<'_, T> {
-        self.areas.overlapping(range)
+    pub fn areas_overlapping(
+        &self,
+        range: AddrRange,
+    ) -> impl Iterator<Item = (AddrRange, &T)> + '_ {
+        self.occupancy
+            .overlapping(range)
+            .filter_map(|(range, slot)| slot.area().map(|value| (range, value)))
     }
 
     /// All areas.
-    pub fn areas(&self) -> &RangeMap<T> {
-        &self.areas
+    pub fn areas(&self) -> Areas<'_, T> {
+        Areas { space: self }
     }
 
     /// Automatic placement, exactly `iopt_alloc_iova` after its alignment derivation (see
@@ -368,9 +515,10 @@ impl<T> IovaSpace<T> {
     fn first_fit_in_span(&self, request: &Request, span: AddrRange) -> Option<u64> {
         let start = request.fit(span.start(), span.last())?;
         let span = AddrRange::new_unchecked(start, span.last());
-        self.occupied
-            .holes(span)
-            .find_map(|hole| request.fit(hole.start(), hole.last()))
+        self.occupancy
+            .first_fit(span, request.min_hole(), |start, last| {
+                request.fit(start, last)
+            })
     }
 }
 

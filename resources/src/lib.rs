@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod address_window;
+mod gap_tree;
 pub mod id_pool;
 pub mod iova;
 pub mod pasid;

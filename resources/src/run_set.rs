@@ -2,8 +2,8 @@
 //!
 //! Adding merges a range with every run it overlaps or touches, so runs are disjoint and never
 //! adjacent: the gap after a run is always a hole, and finding the next hole costs one lookup
-//! however many ranges were added to form the run. This is what keeps automatic IOVA placement
-//! proportional to the holes it visits rather than to the areas packed below them.
+//! however many ranges were added to form the run. The union of reserved IOVA ranges and the
+//! merged allowed list are kept this way.
 
 use crate::range::AddrRange;
 use crate::range_map::{Holes, RangeMap};

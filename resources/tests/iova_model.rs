@@ -10,6 +10,10 @@
 //!   scanning units rather than by the crate's trees;
 //! - `lowest_aligned_fit`: for a zero page offset, the lowest aligned address whose bytes up to
 //!   `max(length, 2)` are free, allowed and in the window, by trying every aligned address.
+//!
+//! The space prunes its search by the largest hole of each subtree of its tree; the fragmented
+//! cases start from many one-unit areas inserted in random order (so the tree has many shapes
+//! and many small holes) and ask mostly for lengths that must skip some of them.
 
 use proptest::prelude::*;
 use resources::iova::IovaError;
@@ -336,8 +340,38 @@ fn check_alloc(space: &IovaSpace<u64>, model: &Model, req: &Request) -> Result<(
     Ok(())
 }
 
+/// Requests of at most three units, most of which do not fit a one-unit hole.
+fn small_request() -> impl Strategy<Value = Request> {
+    (1..=3 * UNIT, 0..=6u32).prop_map(|(length, align_log)| Request {
+        length,
+        alignment: 1 << align_log,
+        page_offset: 0,
+        page_size: UNIT,
+    })
+}
+
+/// Units at which to insert one-unit areas, in the order to insert them.
+fn fragments() -> impl Strategy<Value = Vec<u64>> {
+    prop::sample::subsequence((0..UNITS).collect::<Vec<u64>>(), 0..=UNITS as usize).prop_shuffle()
+}
+
 fn run(base: u64, ops: Vec<Op>, requests: Vec<Request>) -> Result<(), TestCaseError> {
+    run_fragmented(base, &[], ops, requests)
+}
+
+fn run_fragmented(
+    base: u64,
+    fragments: &[u64],
+    ops: Vec<Op>,
+    requests: Vec<Request>,
+) -> Result<(), TestCaseError> {
     let (mut space, mut model) = new_space(base);
+    for &lo in fragments {
+        apply(&mut space, &mut model, &Op::Insert { lo, len: 1 })?;
+    }
+    for req in &requests {
+        check_alloc(&space, &model, req)?;
+    }
     for op in &ops {
         apply(&mut space, &mut model, op)?;
         for req in &requests {
@@ -371,5 +405,15 @@ proptest! {
         requests in prop::collection::vec(request(), 1..6),
     ) {
         run(u64::MAX - (SPAN - 1), ops, requests)?;
+    }
+
+    #[test]
+    fn alloc_matches_brute_force_in_a_fragmented_space(
+        base in prop_oneof![Just(0u64), Just(u64::MAX - (SPAN - 1))],
+        fragments in fragments(),
+        ops in prop::collection::vec(op(), 0..12),
+        requests in prop::collection::vec(small_request(), 1..6),
+    ) {
+        run_fragmented(base, &fragments, ops, requests)?;
     }
 }

@@ -88,6 +88,13 @@ impl Request {
         }
         Some(candidate)
     }
+
+    /// The fewest addresses a hole must have for [`Request::fit`] to accept it: the candidate
+    /// is at least `start`, strictly below `last`, and `length - 1` bytes from `last`, so
+    /// `last - start >= max(length - 1, 1)`. Smaller holes need not be offered at all.
+    pub(super) fn min_hole(&self) -> u64 {
+        self.length.max(2)
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +199,31 @@ mod tests {
         assert_eq!(req.fit(0x1001, 0x2fff), Some(0x1900));
         assert_eq!(req.fit(0x1001, 0x19fe), None);
         assert_eq!(req.fit(0x1001, 0x19ff), Some(0x1900));
+    }
+
+    #[test]
+    fn fit_refuses_every_hole_smaller_than_min_hole() {
+        for length in 1..=9 {
+            for alignment in [1, 2, 4, 8] {
+                for page_offset in 0..alignment.min(4) {
+                    let req = Request {
+                        length,
+                        alignment,
+                        page_offset,
+                    };
+                    for start in 0x100..0x110 {
+                        let fits = |size: u64| req.fit(start, start + size - 1).is_some();
+                        for size in 1..req.min_hole() {
+                            assert!(!fits(size), "{req:?} fits {size} bytes at {start:#x}");
+                        }
+                        // The bound is tight for some start: an aligned one with no offset.
+                        if page_offset == 0 && start % alignment == 0 {
+                            assert!(fits(req.min_hole()), "{req:?} at {start:#x}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -390,5 +390,76 @@ fn placement_past_many_packed_areas_lands_after_them() {
         assert_eq!(iova, PAGE * (i + 1));
         space.insert_area(sl(iova, PAGE), 0u8).unwrap();
     }
-    assert_eq!(space.occupied.len(), 1);
+    space.occupancy.check_invariants();
+    assert_eq!(space.alloc(PAGE, PAGE, 0, PAGE), Ok(PAGE * 10_001));
+}
+
+#[test]
+fn placement_skips_holes_too_small_and_too_misaligned() {
+    let mut space = IovaSpace::new();
+    // Areas of one page with one-page holes, then two two-page holes, at an odd page and at
+    // an even one.
+    for i in 0..1000u64 {
+        space
+            .insert_area(sl(PAGE * (2 * i + 2), PAGE), 0u8)
+            .unwrap();
+    }
+    let after = PAGE * 2001;
+    space.insert_area(sl(after + 2 * PAGE, PAGE), 0).unwrap();
+    space.insert_area(sl(after + 5 * PAGE, PAGE), 0).unwrap();
+    // One page: the lowest hole.
+    assert_eq!(space.alloc(PAGE, PAGE, 0, PAGE), Ok(PAGE));
+    // Two pages at page alignment: the first two-page hole.
+    assert_eq!(space.alloc(2 * PAGE, PAGE, 0, PAGE), Ok(after));
+    // Two pages aligned to two: the first two-page hole starts at an odd page, so its aligned
+    // candidate leaves one page; the second one fits.
+    assert_eq!(after / PAGE % 2, 1);
+    assert_eq!(
+        space.alloc(2 * PAGE, 2 * PAGE, 0, PAGE),
+        Ok(after + 3 * PAGE)
+    );
+    // Three pages: only the tail.
+    assert_eq!(space.alloc(3 * PAGE, PAGE, 0, PAGE), Ok(after + 6 * PAGE));
+}
+
+#[test]
+fn reserved_runs_merge_and_split_around_areas() {
+    let mut space = IovaSpace::new();
+    space.insert_area(sl(0x1000, 0x1000), 0u8).unwrap();
+    space.reserve(sl(0x2000, 0x1000), 1).unwrap();
+    space.reserve(sl(0x3000, 0x1000), 2).unwrap();
+    space.reserve(sl(0x2800, 0x2000), 3).unwrap();
+    space.occupancy.check_invariants();
+    // Area, then one run [0x2000, 0x47ff].
+    assert_eq!(space.occupancy.len(), 2);
+    assert_eq!(
+        space.alloc(0x1000, 0x1000, 0, 0x1000),
+        Ok(0x5000),
+        "placement must pass the merged run"
+    );
+    assert_eq!(space.unreserve_owner(3), 1);
+    space.occupancy.check_invariants();
+    assert_eq!(space.alloc(0x800, 0x800, 0, 0x1000), Ok(0x4000));
+    assert_eq!(space.unreserve_owner(1), 1);
+    assert_eq!(space.alloc(0x1000, 0x1000, 0, 0x1000), Ok(0x2000));
+    assert_eq!(space.unreserve_owner(2), 1);
+    assert_eq!(space.occupancy.len(), 1);
+    assert_eq!(space.remove_area(0x2000), None, "no area starts there");
+    assert_eq!(space.remove_area(0x1000), Some((sl(0x1000, 0x1000), 0)));
+    assert_eq!(space.occupancy.len(), 0);
+}
+
+#[test]
+fn remove_area_leaves_a_reserved_run_starting_there() {
+    let mut space: IovaSpace<u8> = IovaSpace::new();
+    space.reserve(sl(0x1000, 0x1000), 1).unwrap();
+    assert_eq!(space.remove_area(0x1000), None);
+    assert_eq!(
+        space.check_fixed(sl(0x1000, 1)),
+        Err(IovaError::Reserved {
+            range: sl(0x1000, 1),
+            reserved: sl(0x1000, 0x1000),
+            owner: 1
+        })
+    );
 }
