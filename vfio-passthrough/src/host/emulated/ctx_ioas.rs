@@ -119,7 +119,7 @@ impl Context {
         };
         self.map_pieces(
             req.ioas_id,
-            vec![piece],
+            std::slice::from_ref(&piece),
             req.length,
             &mut req.iova,
             req.flags,
@@ -147,7 +147,7 @@ impl Context {
         };
         self.map_pieces(
             req.ioas_id,
-            vec![piece],
+            std::slice::from_ref(&piece),
             req.length,
             &mut req.iova,
             req.flags,
@@ -169,7 +169,7 @@ impl Context {
             .get_pages(req.src_iova, req.length)?;
         self.objects.ioas(req.dst_ioas_id)?;
         let mut iova = req.dst_iova;
-        self.map_pieces(req.dst_ioas_id, pieces, req.length, &mut iova, req.flags)?;
+        self.map_pieces(req.dst_ioas_id, &pieces, req.length, &mut iova, req.flags)?;
         req.dst_iova = iova;
         Ok(())
     }
@@ -177,7 +177,7 @@ impl Context {
     fn map_pieces(
         &mut self,
         ioas_id: u32,
-        pieces: Vec<PagesPiece>,
+        pieces: &[PagesPiece],
         length: u64,
         iova: &mut u64,
         flags: u32,

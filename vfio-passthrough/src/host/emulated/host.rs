@@ -3,6 +3,7 @@
 //! Like the real kernel it is one for the whole process: the memlock accounting of the user and
 //! of the process and the pin count of every page are shared by all contexts opened from it.
 
+use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::errno::Errno;
@@ -30,6 +31,49 @@ pub struct EmulatedHost {
     config: HostConfig,
     vmas: VmaQuery,
     state: Mutex<HostState>,
+}
+
+/// Unpins runs one at a time, as a caller finds them, under one lock of the host taken at the
+/// first run; uncharges them all when dropped. Lets `Pages::unload` unpin while it walks its
+/// runs, without collecting them first.
+pub(crate) struct Unpinner<'a> {
+    host: &'a EmulatedHost,
+    account: AccountMode,
+    state: Option<MutexGuard<'a, HostState>>,
+    npages: u64,
+}
+
+impl Unpinner<'_> {
+    /// Unpins `npages` pages from the page holding `first`, pinned by one
+    /// [`EmulatedHost::pin`] of the same account mode.
+    pub(crate) fn unpin(&mut self, first: PageIdentity, npages: u64) {
+        if npages == 0 {
+            return;
+        }
+        let host = self.host;
+        self.state
+            .get_or_insert_with(|| host.state())
+            .pins
+            .unpin(first, npages);
+        self.npages += npages;
+    }
+}
+
+impl Drop for Unpinner<'_> {
+    fn drop(&mut self) {
+        if let Some(st) = &mut self.state {
+            st.accounting.uncharge(self.account, self.npages);
+        }
+    }
+}
+
+impl fmt::Debug for Unpinner<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unpinner")
+            .field("account", &self.account)
+            .field("npages", &self.npages)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EmulatedHost {
@@ -78,34 +122,33 @@ impl EmulatedHost {
     }
 
     /// Charges `npages` in mode `account` (`ENOMEM` past the limit) and pins `runs`
-    /// (identity of a first page, page count). Nothing changes on error.
+    /// (identity of a first page, page count), which add up to `npages`. Nothing changes on
+    /// error.
     pub(crate) fn pin(
         &self,
         account: AccountMode,
-        runs: &[(PageIdentity, u64)],
         npages: u64,
+        runs: impl IntoIterator<Item = (PageIdentity, u64)>,
     ) -> Result<(), Errno> {
         if npages == 0 {
             return Ok(());
         }
         let mut st = self.state();
         st.accounting.charge(account, npages)?;
-        for &(first, n) in runs {
+        for (first, n) in runs {
             st.pins.pin(first, n);
         }
         Ok(())
     }
 
-    /// Undoes [`EmulatedHost::pin`].
-    pub(crate) fn unpin(&self, account: AccountMode, runs: &[(PageIdentity, u64)], npages: u64) {
-        if npages == 0 {
-            return;
+    /// Undoes [`EmulatedHost::pin`] run by run: see [`Unpinner`].
+    pub(crate) fn unpinner(&self, account: AccountMode) -> Unpinner<'_> {
+        Unpinner {
+            host: self,
+            account,
+            state: None,
+            npages: 0,
         }
-        let mut st = self.state();
-        for &(first, n) in runs {
-            st.pins.unpin(first, n);
-        }
-        st.accounting.uncharge(account, npages);
     }
 
     /// The account mode of new pages: none with `CAP_IPC_LOCK`, else per user, or per process

@@ -28,13 +28,18 @@ pub(crate) struct Area {
     pub(crate) prot: Prot,
 }
 
+/// Page indexes `[first, last]` of its pages that `length` bytes from `start_byte` cover.
+fn index_range(start_byte: u64, length: u64) -> (u64, u64) {
+    (
+        start_byte / PAGE_SIZE,
+        (start_byte + (length - 1)) / PAGE_SIZE,
+    )
+}
+
 impl Area {
     /// Page indexes `[first, last]` of `pages` the area covers, for its `length`.
     fn index_range(&self, length: u64) -> (u64, u64) {
-        (
-            self.start_byte / PAGE_SIZE,
-            (self.start_byte + (length - 1)) / PAGE_SIZE,
-        )
+        index_range(self.start_byte, length)
     }
 
     /// Offset of the area's first byte inside its first page (`area->page_offset`).
@@ -347,7 +352,7 @@ impl Ioas {
     /// changes.
     pub(crate) fn map_pages(
         &mut self,
-        pieces: Vec<PagesPiece>,
+        pieces: &[PagesPiece],
         length: u64,
         iova: &mut u64,
         prot: Prot,
@@ -367,25 +372,26 @@ impl Ioas {
         } else {
             self.check_iova(*iova, length)?;
         }
-        let mut inserted: Vec<AddrRange> = Vec::new();
+        // The areas lie back to back from `*iova`: the first `inserted` pieces are in.
+        let mut inserted = 0;
         let mut cursor = *iova;
         let mut failure = None;
-        for piece in &pieces {
-            match self.insert_area(cursor, piece, prot) {
-                Ok(range) => inserted.push(range),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
+        for piece in pieces {
+            if let Err(e) = self.insert_area(cursor, piece, prot) {
+                failure = Some(e);
+                break;
             }
+            inserted += 1;
             cursor = cursor.wrapping_add(piece.length);
         }
         if failure.is_none() {
-            failure = self.fill_domains(&inserted).err();
+            failure = self.fill_domains(*iova, pieces, prot).err();
         }
         if let Some(e) = failure {
-            for range in inserted {
-                self.space.remove_area(range.start());
+            let mut cursor = *iova;
+            for piece in &pieces[..inserted] {
+                self.space.remove_area(cursor);
+                cursor = cursor.wrapping_add(piece.length);
             }
             return Err(e);
         }
@@ -394,12 +400,7 @@ impl Ioas {
 
     /// `iopt_insert_area`: `EPERM` for a writable mapping of read-only pages, `EINVAL` for a
     /// page offset breaking the alignment, `EOVERFLOW`.
-    fn insert_area(
-        &mut self,
-        iova: u64,
-        piece: &PagesPiece,
-        prot: Prot,
-    ) -> Result<AddrRange, Errno> {
+    fn insert_area(&mut self, iova: u64, piece: &PagesPiece, prot: Prot) -> Result<(), Errno> {
         if prot.write && !piece.pages.writable() {
             return Err(Errno::EPERM);
         }
@@ -416,60 +417,58 @@ impl Ioas {
             .start_byte
             .checked_add(piece.length - 1)
             .ok_or(Errno::EOVERFLOW)?;
-        self.space.insert_area(range, area).map_err(iova_errno)?;
-        Ok(range)
+        self.space.insert_area(range, area).map_err(iova_errno)
     }
 
-    /// `iopt_fill_domains_pages`: loads new areas into every domain; undoes on error.
-    fn fill_domains(&self, ranges: &[AddrRange]) -> Result<(), Errno> {
+    /// `iopt_fill_domains_pages`: loads the areas just inserted for `pieces` (back to back
+    /// from `iova`, with `prot`) into every domain; undoes on error.
+    fn fill_domains(&self, iova: u64, pieces: &[PagesPiece], prot: Prot) -> Result<(), Errno> {
         if self.domains.is_empty() {
             return Ok(());
         }
-        for (i, range) in ranges.iter().enumerate() {
-            if let Err(e) = self.fill_area(*range) {
-                for r in &ranges[..i] {
-                    self.unfill_area(*r);
+        let mut cursor = iova;
+        for (i, piece) in pieces.iter().enumerate() {
+            if let Err(e) = self.fill_area(cursor, piece, prot) {
+                let mut cursor = iova;
+                for done in &pieces[..i] {
+                    self.unfill_area(cursor, done.length, &done.pages, done.start_byte);
+                    cursor = cursor.wrapping_add(done.length);
                 }
                 return Err(e);
             }
+            cursor = cursor.wrapping_add(piece.length);
         }
         Ok(())
     }
 
-    /// `iopt_area_fill_domains`: pins the area's pages and maps them into each domain.
-    fn fill_area(&self, range: AddrRange) -> Result<(), Errno> {
-        let Some((_, area)) = self.space.area_at(range.start()) else {
-            return Err(Errno::ENOENT);
-        };
-        let length = range.size() as u64;
-        let (lo, hi) = area.index_range(length);
-        area.pages.load(lo, hi)?;
+    /// `iopt_area_fill_domains`: pins the pages of the area at `iova` made from `piece` and
+    /// maps them into each domain.
+    fn fill_area(&self, iova: u64, piece: &PagesPiece, prot: Prot) -> Result<(), Errno> {
+        let (lo, hi) = index_range(piece.start_byte, piece.length);
+        piece.pages.load(lo, hi)?;
         for link in &self.domains {
             link.domain.write_table().map(
-                range.start(),
-                length,
-                area.pages.clone(),
-                area.start_byte,
-                area.prot,
+                iova,
+                piece.length,
+                piece.pages.clone(),
+                piece.start_byte,
+                prot,
             );
         }
         Ok(())
     }
 
-    /// `iopt_area_unfill_domains`: unmaps the area from each domain, then unpins.
-    fn unfill_area(&self, range: AddrRange) {
+    /// `iopt_area_unfill_domains`: unmaps the area of `length` bytes at `iova` from each
+    /// domain, then unpins its pages (from byte `start_byte` of `pages`).
+    fn unfill_area(&self, iova: u64, length: u64, pages: &Pages, start_byte: u64) {
         if self.domains.is_empty() {
             return;
         }
-        let Some((_, area)) = self.space.area_at(range.start()) else {
-            return;
-        };
-        let length = range.size() as u64;
         for link in &self.domains {
-            link.domain.write_table().unmap(range.start(), length);
+            link.domain.write_table().unmap(iova, length);
         }
-        let (lo, hi) = area.index_range(length);
-        area.pages.unload(lo, hi);
+        let (lo, hi) = index_range(start_byte, length);
+        pages.unload(lo, hi);
     }
 
     /// `iopt_get_pages`: the pieces of pages behind `[iova, iova + length)`, which contiguous
@@ -511,8 +510,12 @@ impl Ioas {
             if range.start() < start || range.last() > last {
                 return Err((Errno::ENOENT, unmapped));
             }
-            self.unfill_area(range);
-            self.space.remove_area(range.start());
+            // Only the domains (not the area list) are seen outside the context lock, so the
+            // area may leave the list before it leaves them; it is dropped after.
+            if let Some((_, area)) = self.space.remove_area(range.start()) {
+                let length = range.size() as u64;
+                self.unfill_area(range.start(), length, &area.pages, area.start_byte);
+            }
             unmapped = unmapped.wrapping_add(range.size() as u64);
             if range.last() >= last {
                 return Ok(unmapped);

@@ -207,7 +207,7 @@ impl Pages {
         match &self.backing {
             Backing::User { uptr } => {
                 let addr = uptr + offset;
-                self.host.vmas().resolve(addr, 8, true)?;
+                self.host.vmas().for_each_piece(addr, 8, true, |_| {})?;
                 user_memory::compare_exchange_u64(addr, current, new)
             }
             Backing::File { file, start, .. } => {
@@ -247,13 +247,14 @@ impl Pages {
     pub(crate) fn load(&self, first: u64, last: u64) -> Result<(), Errno> {
         debug_assert!(first <= last && last < self.npages);
         let mut st = self.state();
-        let mut pieces = Vec::new();
+        // Usually one piece (one range not yet loaded, in one VMA): one allocation at most.
+        let mut pieces: Vec<(u64, u64, PageIdentity)> = Vec::new();
         for (s, e) in st.loaded.zero_ranges(first, last + 1) {
             self.resolve(s, e, &mut pieces)?;
         }
-        let npages: u64 = pieces.iter().map(|(s, e, _)| e - s).sum();
-        let runs: Vec<(PageIdentity, u64)> = pieces.iter().map(|&(s, e, id)| (id, e - s)).collect();
-        self.host.pin(self.account, &runs, npages)?;
+        let npages = pieces.iter().map(|(s, e, _)| e - s).sum();
+        let runs = pieces.iter().map(|&(s, e, id)| (id, e - s));
+        self.host.pin(self.account, npages, runs)?;
         st.loaded.increment(first, last + 1);
         for (s, e, id) in pieces {
             st.pinned.insert(s, (e, id));
@@ -265,20 +266,16 @@ impl Pages {
     /// loaded area covers.
     pub(crate) fn unload(&self, first: u64, last: u64) {
         let mut st = self.state();
-        let gone = st.loaded.decrement(first, last + 1);
-        let mut runs = Vec::new();
-        for (s, e) in gone {
-            split_pinned(&mut st.pinned, s);
-            split_pinned(&mut st.pinned, e);
-            let starts: Vec<u64> = st.pinned.range(s..e).map(|(&k, _)| k).collect();
-            for k in starts {
-                if let Some((end, id)) = st.pinned.remove(&k) {
-                    runs.push((id, end - k));
-                }
+        let PagesState { loaded, pinned } = &mut *st;
+        let mut unpinner = self.host.unpinner(self.account);
+        loaded.decrement(first, last + 1, |s, e| {
+            split_pinned(pinned, s);
+            split_pinned(pinned, e);
+            while let Some((&k, &(end, id))) = pinned.range(s..e).next() {
+                pinned.remove(&k);
+                unpinner.unpin(id, end - k);
             }
-        }
-        let npages = runs.iter().map(|(_, n)| n).sum();
-        self.host.unpin(self.account, &runs, npages);
+        });
     }
 
     /// Splits page runs `[first, last)` into pinnable pieces with their identities.
@@ -292,14 +289,15 @@ impl Pages {
             Backing::User { uptr } => {
                 let start = uptr + (first << PAGE_SHIFT);
                 let len = (end - first) << PAGE_SHIFT;
-                for p in self.host.vmas().resolve(start, len, self.writable)? {
-                    out.push((
-                        (p.start - uptr) >> PAGE_SHIFT,
-                        (p.end - uptr) >> PAGE_SHIFT,
-                        p.identity,
-                    ));
-                }
-                Ok(())
+                self.host
+                    .vmas()
+                    .for_each_piece(start, len, self.writable, |p| {
+                        out.push((
+                            (p.start - uptr) >> PAGE_SHIFT,
+                            (p.end - uptr) >> PAGE_SHIFT,
+                            p.identity,
+                        ));
+                    })
             }
             Backing::File {
                 file,
@@ -366,11 +364,9 @@ impl Drop for Pages {
             st.loaded.is_empty(),
             "pages dropped while loaded in a domain"
         );
-        if !st.pinned.is_empty() {
-            let runs: Vec<(PageIdentity, u64)> =
-                st.pinned.iter().map(|(&s, &(e, id))| (id, e - s)).collect();
-            let npages = runs.iter().map(|(_, n)| n).sum();
-            self.host.unpin(self.account, &runs, npages);
+        let mut unpinner = self.host.unpinner(self.account);
+        for (&s, &(e, id)) in &st.pinned {
+            unpinner.unpin(id, e - s);
         }
     }
 }

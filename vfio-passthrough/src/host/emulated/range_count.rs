@@ -16,6 +16,35 @@ enum Shape {
     Other,
 }
 
+/// Iterator of [`RangeCount::zero_ranges`].
+struct ZeroRanges<I> {
+    /// The runs inside the range, clipped to it.
+    runs: I,
+    /// First index not yet known to be counted or reported.
+    cursor: u64,
+    end: u64,
+    done: bool,
+}
+
+impl<I: Iterator<Item = (u64, u64, u32)>> Iterator for ZeroRanges<I> {
+    type Item = (u64, u64);
+
+    fn next(&mut self) -> Option<(u64, u64)> {
+        if self.done {
+            return None;
+        }
+        for (s, e, _) in self.runs.by_ref() {
+            let from = self.cursor;
+            self.cursor = e;
+            if s > from {
+                return Some((from, s));
+            }
+        }
+        self.done = true;
+        (self.cursor < self.end).then_some((self.cursor, self.end))
+    }
+}
+
 /// Non-zero counts over half-open ranges of `u64` (page numbers), as maximal equal runs.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct RangeCount {
@@ -46,63 +75,60 @@ impl RangeCount {
         }
     }
 
-    /// The sub-ranges of `[start, end)` whose count is zero, ascending.
-    pub(crate) fn zero_ranges(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
-        let mut out = Vec::new();
-        let mut cursor = start;
-        for (s, e, _) in self.runs_within(start, end) {
-            if s > cursor {
-                out.push((cursor, s));
-            }
-            cursor = e;
+    /// The sub-ranges of `[start, end)` whose count is zero, ascending (allocates nothing).
+    pub(crate) fn zero_ranges(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> impl Iterator<Item = (u64, u64)> + '_ {
+        ZeroRanges {
+            runs: self.runs_within(start, end),
+            cursor: start,
+            end,
+            done: false,
         }
-        if cursor < end {
-            out.push((cursor, end));
-        }
-        out
     }
 
-    /// Adds one over `[start, end)`; returns the sub-ranges that went from 0 to 1.
-    pub(crate) fn increment(&mut self, start: u64, end: u64) -> Vec<(u64, u64)> {
+    /// Adds one over `[start, end)`.
+    pub(crate) fn increment(&mut self, start: u64, end: u64) {
         if start >= end {
-            return Vec::new();
+            return;
         }
         // Fast paths (most pins): a run exactly [start, end) not touching an equal neighbour,
         // or nothing counted around [start, end].
         match self.exact_or_free(start, end) {
             Shape::Exact(count) if !self.neighbour_has(start, end, count + 1) => {
                 self.runs.insert(start, (end, count.saturating_add(1)));
-                return Vec::new();
+                return;
             }
             Shape::Free if !self.neighbour_has(start, end, 1) => {
                 self.runs.insert(start, (end, 1));
-                return vec![(start, end)];
+                return;
             }
             _ => {}
         }
-        let became_one = self.zero_ranges(start, end);
+        let became_one: Vec<(u64, u64)> = self.zero_ranges(start, end).collect();
         self.split_at(start);
         self.split_at(end);
         let inside: Vec<(u64, u64, u32)> = self.runs_within(start, end).collect();
         for (s, e, count) in inside {
             self.runs.insert(s, (e, count.saturating_add(1)));
         }
-        for &(s, e) in &became_one {
+        for (s, e) in became_one {
             self.runs.insert(s, (e, 1));
         }
         self.merge_around(start, end);
-        became_one
     }
 
-    /// Subtracts one over `[start, end)`; returns the sub-ranges that went from 1 to 0.
-    /// Every count in the range must be at least one (checked in debug builds; a zero count
-    /// stays zero otherwise).
-    pub(crate) fn decrement(&mut self, start: u64, end: u64) -> Vec<(u64, u64)> {
+    /// Subtracts one over `[start, end)`, calling `gone` with each maximal sub-range that
+    /// went from 1 to 0, ascending, once the counts are updated. Every count in the range must
+    /// be at least one (checked in debug builds; a zero count stays zero otherwise).
+    pub(crate) fn decrement(&mut self, start: u64, end: u64, mut gone: impl FnMut(u64, u64)) {
         if start >= end {
-            return Vec::new();
+            return;
         }
         debug_assert!(
-            self.zero_ranges(start, end).is_empty(),
+            self.zero_ranges(start, end).next().is_none(),
             "decrement of an uncounted range [{start:#x}, {end:#x})"
         );
         if let Shape::Exact(count) = self.exact_or_free(start, end)
@@ -110,10 +136,11 @@ impl RangeCount {
         {
             if count <= 1 {
                 self.runs.remove(&start);
-                return vec![(start, end)];
+                gone(start, end);
+            } else {
+                self.runs.insert(start, (end, count - 1));
             }
-            self.runs.insert(start, (end, count - 1));
-            return Vec::new();
+            return;
         }
         self.split_at(start);
         self.split_at(end);
@@ -131,7 +158,9 @@ impl RangeCount {
             }
         }
         self.merge_around(start, end);
-        became_zero
+        for (s, e) in became_zero {
+            gone(s, e);
+        }
     }
 
     /// Whether `[start, end)` is exactly one run, or touches no run at all.
@@ -214,11 +243,29 @@ impl RangeCount {
 mod tests {
     use super::*;
 
+    /// Decrements `[start, end)`, returning the ranges that went to zero.
+    fn dec(rc: &mut RangeCount, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let mut gone = Vec::new();
+        rc.decrement(start, end, |s, e| gone.push((s, e)));
+        gone
+    }
+
+    fn zeros(rc: &RangeCount, start: u64, end: u64) -> Vec<(u64, u64)> {
+        rc.zero_ranges(start, end).collect()
+    }
+
+    /// Increments `[start, end)`, returning the ranges that went from zero to one.
+    fn inc(rc: &mut RangeCount, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let new = zeros(rc, start, end);
+        rc.increment(start, end);
+        new
+    }
+
     #[test]
-    fn increment_reports_only_newly_counted_ranges() {
+    fn increment_counts_each_index_once_more() {
         let mut rc = RangeCount::new();
-        assert_eq!(rc.increment(10, 20), vec![(10, 20)]);
-        assert_eq!(rc.increment(15, 30), vec![(20, 30)]);
+        assert_eq!(inc(&mut rc, 10, 20), vec![(10, 20)]);
+        assert_eq!(inc(&mut rc, 15, 30), vec![(20, 30)]);
         assert_eq!(rc.count_at(9), 0);
         assert_eq!(rc.count_at(12), 1);
         assert_eq!(rc.count_at(17), 2);
@@ -232,12 +279,12 @@ mod tests {
         rc.increment(0, 100);
         rc.increment(40, 60);
         assert_eq!(rc.run_count(), 3);
-        assert_eq!(rc.decrement(40, 60), Vec::<(u64, u64)>::new());
+        assert_eq!(dec(&mut rc, 40, 60), Vec::<(u64, u64)>::new());
         assert_eq!(rc.run_count(), 1);
-        assert_eq!(rc.decrement(0, 50), vec![(0, 50)]);
+        assert_eq!(dec(&mut rc, 0, 50), vec![(0, 50)]);
         assert_eq!(rc.count_at(49), 0);
         assert_eq!(rc.count_at(50), 1);
-        assert_eq!(rc.decrement(50, 100), vec![(50, 100)]);
+        assert_eq!(dec(&mut rc, 50, 100), vec![(50, 100)]);
         assert!(rc.is_empty());
     }
 
@@ -246,29 +293,30 @@ mod tests {
         let mut rc = RangeCount::new();
         rc.increment(10, 20);
         rc.increment(30, 40);
-        assert_eq!(rc.zero_ranges(0, 50), vec![(0, 10), (20, 30), (40, 50)]);
-        assert_eq!(rc.zero_ranges(12, 18), Vec::<(u64, u64)>::new());
+        assert_eq!(zeros(&rc, 0, 50), vec![(0, 10), (20, 30), (40, 50)]);
+        assert_eq!(zeros(&rc, 12, 18), Vec::<(u64, u64)>::new());
     }
 
     #[test]
     fn fast_paths_agree_with_the_general_case() {
         let mut rc = RangeCount::new();
-        assert_eq!(rc.increment(10, 20), vec![(10, 20)]);
-        assert_eq!(rc.increment(10, 20), Vec::<(u64, u64)>::new());
-        assert_eq!(rc.increment(20, 30), vec![(20, 30)]);
+        assert_eq!(inc(&mut rc, 10, 20), vec![(10, 20)]);
+        assert_eq!(inc(&mut rc, 10, 20), Vec::<(u64, u64)>::new());
+        assert_eq!(inc(&mut rc, 20, 30), vec![(20, 30)]);
         assert_eq!(rc.run_count(), 2);
-        assert_eq!(rc.decrement(10, 20), Vec::<(u64, u64)>::new());
+        assert_eq!(dec(&mut rc, 10, 20), Vec::<(u64, u64)>::new());
         assert_eq!(rc.run_count(), 1, "equal neighbours merge");
         assert_eq!(rc.count_at(15), 1);
-        assert_eq!(rc.decrement(10, 30), vec![(10, 30)]);
+        assert_eq!(dec(&mut rc, 10, 30), vec![(10, 30)]);
         assert!(rc.is_empty());
         for _ in 0..1000 {
             rc.increment(5, 6);
         }
         assert_eq!(rc.count_at(5), 1000);
-        for _ in 0..1000 {
-            rc.decrement(5, 6);
+        for _ in 0..999 {
+            assert_eq!(dec(&mut rc, 5, 6), Vec::<(u64, u64)>::new());
         }
+        assert_eq!(dec(&mut rc, 5, 6), vec![(5, 6)]);
         assert!(rc.is_empty());
     }
 

@@ -142,12 +142,27 @@ impl VmaQuery {
             .find(|v| v.start <= addr && addr < v.end))
     }
 
-    /// Splits `[start, start + len)` into its VMAs, checking each as `pin_user_pages` would
-    /// (`write`: the pin is for writing). `EFAULT` for a hole, a `PROT_NONE` mapping, or a
-    /// read-only one when `write`. `len` must be non-zero and the range must not wrap.
+    /// The pieces of `for_each_piece`, collected (tests).
+    #[cfg(test)]
     pub(crate) fn resolve(&self, start: u64, len: u64, write: bool) -> Result<Vec<Piece>, Errno> {
-        let end = start.checked_add(len).ok_or(Errno::EFAULT)?;
         let mut pieces = Vec::new();
+        self.for_each_piece(start, len, write, |p| pieces.push(p))?;
+        Ok(pieces)
+    }
+
+    /// Splits `[start, start + len)` into its VMAs, checking each as `pin_user_pages` would
+    /// (`write`: the pin is for writing), and hands the pieces to `f`, ascending, as each VMA is
+    /// checked (so nothing is collected). `EFAULT` for a hole, a `PROT_NONE` mapping, or a
+    /// read-only one when `write`; `f` may have seen the pieces before the failing one. `len`
+    /// must be non-zero and the range must not wrap.
+    pub(crate) fn for_each_piece(
+        &self,
+        start: u64,
+        len: u64,
+        write: bool,
+        mut f: impl FnMut(Piece),
+    ) -> Result<(), Errno> {
+        let end = start.checked_add(len).ok_or(Errno::EFAULT)?;
         let mut cursor = start;
         while cursor < end {
             let vma = self.covering(cursor)?.ok_or(Errno::EFAULT)?;
@@ -156,14 +171,14 @@ impl VmaQuery {
                 return Err(Errno::EFAULT);
             }
             let piece_end = vma.end.min(end);
-            pieces.push(Piece {
+            f(Piece {
                 start: cursor,
                 end: piece_end,
                 identity: vma.identity(cursor),
             });
             cursor = piece_end;
         }
-        Ok(pieces)
+        Ok(())
     }
 
     /// The identity of the page holding `addr` as `get_user_pages_fast` would find it (no
