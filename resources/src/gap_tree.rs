@@ -13,8 +13,9 @@ use std::fmt;
 
 use crate::range::AddrRange;
 
-/// No node.
-const NIL: u32 = u32::MAX;
+/// No node: slot 0, a sentinel of height 0 and gap 0 pushed with the first range, so that
+/// reading a missing child's summary needs no branch.
+const NIL: u32 = 0;
 /// Deeper than any AVL tree of fewer than 2^32 nodes (whose height is at most about 46).
 const MAX_DEPTH: usize = 64;
 
@@ -112,14 +113,10 @@ impl<V> GapTree<V> {
         &mut self.nodes[i as usize]
     }
 
-    /// Height and largest gap of subtree `i`.
+    /// Height and largest gap of subtree `i` (`(0, 0)` for [`NIL`]).
     fn summary(&self, i: u32) -> (u8, u64) {
-        if i == NIL {
-            (0, 0)
-        } else {
-            let n = self.node(i);
-            (n.height, n.max_gap)
-        }
+        let n = self.node(i);
+        (n.height, n.max_gap)
     }
 
     fn height(&self, i: u32) -> u8 {
@@ -231,10 +228,19 @@ impl<V> GapTree<V> {
             *self.node_mut(i) = node;
             return i;
         }
-        let i = u32::try_from(self.nodes.len())
-            .ok()
-            .filter(|&i| i != NIL)
-            .expect("gap tree holds fewer than 2^32 - 1 ranges");
+        if self.nodes.is_empty() {
+            self.nodes.push(Node {
+                start: 0,
+                last: 0,
+                gap_before: 0,
+                max_gap: 0,
+                left: NIL,
+                right: NIL,
+                height: 0,
+                value: None,
+            });
+        }
+        let i = u32::try_from(self.nodes.len()).expect("gap tree holds fewer than 2^32 ranges");
         self.nodes.push(node);
         i
     }
@@ -346,6 +352,51 @@ impl<V> GapTree<V> {
         if !self.node(target).value.as_ref().is_some_and(pred) {
             return None;
         }
+        Some(self.unlink(path, succ, target))
+    }
+
+    /// The lowest range sharing an address with `range`, removed if `take` accepts it, in the
+    /// same descent that finds it: `None` if there is none, else the range and its value if
+    /// taken (`None` if left in place).
+    pub(crate) fn take_first_overlapping(
+        &mut self,
+        range: AddrRange,
+        take: impl FnOnce(AddrRange, &V) -> bool,
+    ) -> Option<(AddrRange, Option<V>)> {
+        // As first_overlapping, remembering the way down.
+        let mut path = Path::new();
+        let mut found_at = None;
+        let mut i = self.root;
+        while i != NIL {
+            let n = self.node(i);
+            path.push(i);
+            if n.last >= range.start() {
+                found_at = Some(path.depth - 1);
+                i = n.left;
+            } else {
+                i = n.right;
+            }
+        }
+        let at = found_at?;
+        let target = path.nodes[at];
+        let (found, value) = self.entry(target);
+        if found.start() > range.last() {
+            return None;
+        }
+        if !take(found, value) {
+            return Some((found, None));
+        }
+        path.depth = at;
+        let succ = (0..at)
+            .rev()
+            .find(|&k| self.node(path.nodes[k]).left == path.nodes[k + 1]);
+        let (range, value) = self.unlink(path, succ, target);
+        Some((range, Some(value)))
+    }
+
+    /// Removes `target`, whose ancestors are `path` (root first) and whose successor, if an
+    /// ancestor, is `path.nodes[succ]`.
+    fn unlink(&mut self, mut path: Path, succ: Option<usize>, target: u32) -> (AddrRange, V) {
         let parent = path.nodes[..path.depth].last().copied();
         let (t_start, t_last, left, right) = {
             let n = self.node(target);
@@ -404,7 +455,7 @@ impl<V> GapTree<V> {
         self.rebalance_path(&path, floor);
         self.len -= 1;
         let value = value.expect("a linked node holds a value");
-        Some((AddrRange::new_unchecked(t_start, t_last), value))
+        (AddrRange::new_unchecked(t_start, t_last), value)
     }
 
     fn find(&self, addr: u64) -> u32 {

@@ -422,6 +422,35 @@ impl<T> IovaSpace<T> {
         }
     }
 
+    /// Removes the lowest area overlapping `window` if it lies entirely inside it, as an
+    /// unmap walks its range: `Ok(None)` if no area overlaps, `Err` with the area's range if it
+    /// sticks out of the window (nothing changes then). One descent when the lowest range
+    /// overlapping the window is that area.
+    pub fn take_first_area_within(
+        &mut self,
+        window: AddrRange,
+    ) -> Result<Option<(AddrRange, T)>, AddrRange> {
+        let taken = self
+            .occupancy
+            .take_first_overlapping(window, |range, slot| {
+                matches!(slot, Slot::Area(_)) && window.contains_range(&range)
+            });
+        match taken {
+            None => Ok(None),
+            Some((range, Some(Slot::Area(value)))) => {
+                self.area_count -= 1;
+                Ok(Some((range, value)))
+            }
+            // A reserved run comes first, or the area sticks out (`take` never accepts a
+            // reserved run, so nothing was removed).
+            Some(_) => match self.first_area_overlapping(window) {
+                None => Ok(None),
+                Some((area, _)) if !window.contains_range(&area) => Err(area),
+                Some((area, _)) => Ok(self.remove_area(area.start())),
+            },
+        }
+    }
+
     /// The area containing `iova`.
     pub fn area_at(&self, iova: u64) -> Option<(AddrRange, &T)> {
         let (range, slot) = self.occupancy.get(iova)?;

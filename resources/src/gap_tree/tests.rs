@@ -69,7 +69,8 @@ fn freed_slots_are_reused() {
             tree.remove(i * 0x100).unwrap();
         }
     }
-    assert_eq!(tree.nodes.len(), 100);
+    // 100 slots and the sentinel.
+    assert_eq!(tree.nodes.len(), 101);
 }
 
 #[test]
@@ -136,8 +137,18 @@ fn ranges_at_both_ends_of_the_space() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Insert { start: u64, len: u64 },
-    Remove { start: u64 },
+    Insert {
+        start: u64,
+        len: u64,
+    },
+    Remove {
+        start: u64,
+    },
+    /// Take the first range overlapping `[start, start + len)` if it lies inside.
+    TakeFirst {
+        start: u64,
+        len: u64,
+    },
 }
 
 const SPACE: u64 = 512;
@@ -146,6 +157,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..SPACE, 1..=12u64).prop_map(|(start, len)| Op::Insert { start, len }),
         2 => (0..SPACE).prop_map(|start| Op::Remove { start }),
+        1 => (0..SPACE, 1..=40u64).prop_map(|(start, len)| Op::TakeFirst { start, len }),
     ]
 }
 
@@ -202,6 +214,25 @@ proptest! {
                     let start = base + start;
                     let want = model.remove(&start).map(|last| (r(start, last), start));
                     prop_assert_eq!(tree.remove(start), want);
+                }
+                Op::TakeFirst { start, len } => {
+                    let window = r(base + start, (base + start).saturating_add(len - 1));
+                    let first = model
+                        .iter()
+                        .map(|(&s, &l)| r(s, l))
+                        .find(|x| x.overlaps(&window));
+                    let got = tree.take_first_overlapping(window, |x, &v| {
+                        assert_eq!(v, x.start());
+                        window.contains_range(&x)
+                    });
+                    let want = first.map(|x| {
+                        let inside = window.contains_range(&x);
+                        if inside {
+                            model.remove(&x.start());
+                        }
+                        (x, inside.then_some(x.start()))
+                    });
+                    prop_assert_eq!(got, want);
                 }
             }
             tree.check_invariants();

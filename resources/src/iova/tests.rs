@@ -463,3 +463,31 @@ fn remove_area_leaves_a_reserved_run_starting_there() {
         })
     );
 }
+
+#[test]
+fn take_first_area_within_takes_only_areas_inside_the_window() {
+    let mut space = IovaSpace::new();
+    space.reserve(r(0, 0xfff), 9).unwrap();
+    space.insert_area(sl(0x1000, 0x1000), 1u8).unwrap();
+    space.insert_area(sl(0x3000, 0x2000), 2).unwrap();
+    // The reserved run comes first: the area after it is still found.
+    assert_eq!(
+        space.take_first_area_within(r(0, 0x1fff)),
+        Ok(Some((sl(0x1000, 0x1000), 1)))
+    );
+    // Sticking out: refused, nothing removed.
+    assert_eq!(
+        space.take_first_area_within(r(0x2000, 0x3fff)),
+        Err(sl(0x3000, 0x2000))
+    );
+    assert_eq!(space.areas().len(), 1);
+    assert_eq!(space.take_first_area_within(r(0x1000, 0x2fff)), Ok(None));
+    assert_eq!(
+        space.take_first_area_within(r(0x2000, 0x4fff)),
+        Ok(Some((sl(0x3000, 0x2000), 2)))
+    );
+    assert!(space.areas().is_empty());
+    assert_eq!(space.take_first_area_within(AddrRange::FULL), Ok(None));
+    assert_eq!(space.reserved().len(), 1);
+    space.occupancy.check_invariants();
+}

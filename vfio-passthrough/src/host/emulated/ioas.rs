@@ -504,19 +504,17 @@ impl Ioas {
             let Ok(window) = AddrRange::new(start, last) else {
                 return Ok(unmapped);
             };
-            let Some((range, _)) = self.space.first_area_overlapping(window) else {
-                return Ok(unmapped);
-            };
-            if range.start() < start || range.last() > last {
-                return Err((Errno::ENOENT, unmapped));
-            }
             // Only the domains (not the area list) are seen outside the context lock, so the
             // area may leave the list before it leaves them; it is dropped after.
-            if let Some((_, area)) = self.space.remove_area(range.start()) {
-                let length = range.size() as u64;
-                self.unfill_area(range.start(), length, &area.pages, area.start_byte);
-            }
-            unmapped = unmapped.wrapping_add(range.size() as u64);
+            let (range, area) = match self.space.take_first_area_within(window) {
+                Ok(Some(taken)) => taken,
+                Ok(None) => return Ok(unmapped),
+                Err(_) => return Err((Errno::ENOENT, unmapped)),
+            };
+            let length = range.size() as u64;
+            self.unfill_area(range.start(), length, &area.pages, area.start_byte);
+            drop(area);
+            unmapped = unmapped.wrapping_add(length);
             if range.last() >= last {
                 return Ok(unmapped);
             }
