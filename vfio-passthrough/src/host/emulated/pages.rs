@@ -8,6 +8,7 @@
 //! uncharge. A failed load changes nothing.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::fmt;
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -247,16 +248,22 @@ impl Pages {
     pub(crate) fn load(&self, first: u64, last: u64) -> Result<(), Errno> {
         debug_assert!(first <= last && last < self.npages);
         let mut st = self.state();
-        // Usually one piece (one range not yet loaded, in one VMA): one allocation at most.
-        let mut pieces: Vec<(u64, u64, PageIdentity)> = Vec::new();
+        // Usually one piece (one range not yet loaded, in one VMA): kept aside, the others in
+        // a vector that then stays empty and unallocated.
+        let mut first_piece = None;
+        let mut more = Vec::new();
         for (s, e) in st.loaded.zero_ranges(first, last + 1) {
-            self.resolve(s, e, &mut pieces)?;
+            self.resolve(s, e, &mut |piece| match first_piece {
+                None => first_piece = Some(piece),
+                Some(_) => more.push(piece),
+            })?;
         }
-        let npages = pieces.iter().map(|(s, e, _)| e - s).sum();
-        let runs = pieces.iter().map(|&(s, e, id)| (id, e - s));
+        let pieces = || first_piece.iter().chain(&more);
+        let npages = pieces().map(|(s, e, _)| e - s).sum();
+        let runs = pieces().map(|&(s, e, id)| (id, e - s));
         self.host.pin(self.account, npages, runs)?;
         st.loaded.increment(first, last + 1);
-        for (s, e, id) in pieces {
+        for &(s, e, id) in pieces() {
             st.pinned.insert(s, (e, id));
         }
         Ok(())
@@ -269,6 +276,14 @@ impl Pages {
         let PagesState { loaded, pinned } = &mut *st;
         let mut unpinner = self.host.unpinner(self.account);
         loaded.decrement(first, last + 1, |s, e| {
+            // Most often the pages were pinned by one load of exactly this range.
+            if let Entry::Occupied(run) = pinned.entry(s)
+                && run.get().0 == e
+            {
+                let (_, id) = run.remove();
+                unpinner.unpin(id, e - s);
+                return;
+            }
             split_pinned(pinned, s);
             split_pinned(pinned, e);
             while let Some((&k, &(end, id))) = pinned.range(s..e).next() {
@@ -278,12 +293,13 @@ impl Pages {
         });
     }
 
-    /// Splits page runs `[first, last)` into pinnable pieces with their identities.
+    /// Splits page runs `[first, last)` into pinnable pieces with their identities, handed to
+    /// `out` in order (some may have been before an error).
     fn resolve(
         &self,
         first: u64,
         end: u64,
-        out: &mut Vec<(u64, u64, PageIdentity)>,
+        out: &mut impl FnMut((u64, u64, PageIdentity)),
     ) -> Result<(), Errno> {
         match &self.backing {
             Backing::User { uptr } => {
@@ -292,7 +308,7 @@ impl Pages {
                 self.host
                     .vmas()
                     .for_each_piece(start, len, self.writable, |p| {
-                        out.push((
+                        out((
                             (p.start - uptr) >> PAGE_SHIFT,
                             (p.end - uptr) >> PAGE_SHIFT,
                             p.identity,
@@ -306,7 +322,7 @@ impl Pages {
                 ino,
             } => {
                 check_pinnable_file(file, start + ((end - 1) << PAGE_SHIFT))?;
-                out.push((
+                out((
                     first,
                     end,
                     PageIdentity {

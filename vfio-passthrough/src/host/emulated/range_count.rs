@@ -6,13 +6,15 @@
 
 use std::collections::BTreeMap;
 
-/// How a range lies against the runs.
-enum Shape {
-    /// Exactly one run, with this count.
-    Exact(u32),
-    /// No run meets it.
-    Free,
-    /// Anything else.
+/// What the fast path of [`RangeCount::increment`] and [`RangeCount::decrement`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fast {
+    /// The range was exactly one run, with no neighbour of the new count: it now has this
+    /// count (0 is left for the caller to remove).
+    Done(u32),
+    /// No run meets the range; `touches_one` if a run touching it has count 1.
+    Free { touches_one: bool },
+    /// Anything else: take the general path.
     Other,
 }
 
@@ -95,13 +97,10 @@ impl RangeCount {
             return;
         }
         // Fast paths (most pins): a run exactly [start, end) not touching an equal neighbour,
-        // or nothing counted around [start, end].
-        match self.exact_or_free(start, end) {
-            Shape::Exact(count) if !self.neighbour_has(start, end, count + 1) => {
-                self.runs.insert(start, (end, count.saturating_add(1)));
-                return;
-            }
-            Shape::Free if !self.neighbour_has(start, end, 1) => {
+        // updated in place, or nothing counted around [start, end].
+        match self.fast_path(start, end, |count| count + 1) {
+            Fast::Done(_) => return,
+            Fast::Free { touches_one: false } => {
                 self.runs.insert(start, (end, 1));
                 return;
             }
@@ -131,14 +130,10 @@ impl RangeCount {
             self.zero_ranges(start, end).next().is_none(),
             "decrement of an uncounted range [{start:#x}, {end:#x})"
         );
-        if let Shape::Exact(count) = self.exact_or_free(start, end)
-            && !self.neighbour_has(start, end, count - 1)
-        {
-            if count <= 1 {
+        if let Fast::Done(count) = self.fast_path(start, end, |count| count - 1) {
+            if count == 0 {
                 self.runs.remove(&start);
                 gone(start, end);
-            } else {
-                self.runs.insert(start, (end, count - 1));
             }
             return;
         }
@@ -163,24 +158,41 @@ impl RangeCount {
         }
     }
 
-    /// Whether `[start, end)` is exactly one run, or touches no run at all.
-    fn exact_or_free(&self, start: u64, end: u64) -> Shape {
-        match self.runs.range(..end).next_back() {
-            Some((&s, &(e, c))) if s == start && e == end => Shape::Exact(c),
-            Some((_, &(e, _))) if e <= start => Shape::Free,
-            None => Shape::Free,
-            _ => Shape::Other,
+    /// The fast path of both updates, in one lookup: if `[start, end)` is exactly one run and
+    /// no run touching it has the count `new(count)` (so the runs stay maximal), that run
+    /// takes the new count in place.
+    fn fast_path(&mut self, start: u64, end: u64, new: impl FnOnce(u32) -> u32) -> Fast {
+        let mut runs = self.runs.range_mut(..=end);
+        let mut last = runs.next_back();
+        let mut after = None;
+        if let Some((s, run)) = &last
+            && **s == end
+        {
+            after = Some(run.1);
+            last = runs.next_back();
         }
-    }
-
-    /// True if a run ending at `start` or starting at `end` has count `count`.
-    fn neighbour_has(&self, start: u64, end: u64, count: u32) -> bool {
-        let before = self
-            .runs
-            .range(..start)
-            .next_back()
-            .is_some_and(|(_, &(e, c))| e == start && c == count);
-        before || self.runs.get(&end).is_some_and(|&(_, c)| c == count)
+        // `last` is now the last run starting below `end`.
+        match last {
+            Some((&s, run)) if s == start && run.0 == end => {
+                let count = new(run.1);
+                let before = runs
+                    .next_back()
+                    .filter(|(_, prev)| prev.0 == start)
+                    .map(|(_, prev)| prev.1);
+                if before == Some(count) || after == Some(count) {
+                    return Fast::Other;
+                }
+                run.1 = count;
+                Fast::Done(count)
+            }
+            Some((_, run)) if run.0 <= start => Fast::Free {
+                touches_one: (run.0 == start && run.1 == 1) || after == Some(1),
+            },
+            None => Fast::Free {
+                touches_one: after == Some(1),
+            },
+            Some(_) => Fast::Other,
+        }
     }
 
     /// Number of runs stored (for tests of compactness).
@@ -327,5 +339,52 @@ mod tests {
         rc.increment(1 << 40, 1 << 41);
         assert_eq!(rc.run_count(), 1);
         assert_eq!(rc.count_at((1 << 41) - 1), 1);
+    }
+
+    /// Every count of a small space, index by index, against the runs, after a long
+    /// pseudo-random sequence of updates (both fast paths and the general one); the runs
+    /// stay maximal, and the ranges reported as newly zero are exactly the indexes that
+    /// dropped to zero.
+    #[test]
+    fn updates_match_per_index_counts_and_keep_runs_maximal() {
+        const SPACE: u64 = 48;
+        let mut rc = RangeCount::new();
+        let mut model = [0u32; SPACE as usize];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        for _ in 0..20_000 {
+            let start = next(SPACE);
+            let end = start + 1 + next((SPACE - start).min(6));
+            let range = start as usize..end as usize;
+            let counted = model[range.clone()].iter().all(|&c| c > 0);
+            if counted && next(2) == 0 {
+                let want: Vec<u64> = (start..end).filter(|&i| model[i as usize] == 1).collect();
+                let mut got = Vec::new();
+                rc.decrement(start, end, |s, e| got.extend(s..e));
+                assert_eq!(got, want, "decrement [{start}, {end})");
+                model[range].iter_mut().for_each(|c| *c -= 1);
+            } else {
+                rc.increment(start, end);
+                model[range].iter_mut().for_each(|c| *c += 1);
+            }
+            for (i, &c) in model.iter().enumerate() {
+                assert_eq!(rc.count_at(i as u64), c, "index {i}");
+            }
+            let runs: Vec<(u64, u64, u32)> =
+                rc.runs.iter().map(|(&s, &(e, c))| (s, e, c)).collect();
+            for pair in runs.windows(2) {
+                let ((_, e0, c0), (s1, _, c1)) = (pair[0], pair[1]);
+                assert!(
+                    e0 < s1 || c0 != c1,
+                    "adjacent runs of equal count: {pair:?}"
+                );
+            }
+            assert!(runs.iter().all(|&(s, e, c)| s < e && c > 0));
+        }
     }
 }
