@@ -26,12 +26,17 @@ struct Node<V> {
     /// Free addresses between the previous range (or address 0) and this one: the hole just
     /// below the range is `[start - gap_before, start - 1]`.
     gap_before: u64,
-    /// The largest `gap_before` of the subtree rooted here.
+    /// The largest `gap_before` of the subtree rooted here, unless `stale`.
     max_gap: u64,
     left: u32,
     right: u32,
     /// Height of the subtree (1 for a leaf).
     height: u8,
+    /// `max_gap` is out of date. An update whose change would ripple a new largest gap up the
+    /// tree marks the nodes instead (stopping at the first already marked), and placement
+    /// brings them up to date before it searches: a run of updates in one place pays for one
+    /// refresh, not one walk to the root each. Every ancestor of a stale node is stale.
+    stale: bool,
     /// `None` only while the slot is on the free list (linked through `left`).
     value: Option<V>,
 }
@@ -113,27 +118,35 @@ impl<V> GapTree<V> {
         &mut self.nodes[i as usize]
     }
 
-    /// Height and largest gap of subtree `i` (`(0, 0)` for [`NIL`]).
-    fn summary(&self, i: u32) -> (u8, u64) {
-        let n = self.node(i);
-        (n.height, n.max_gap)
-    }
-
+    /// Height of subtree `i` (0 for [`NIL`]).
     fn height(&self, i: u32) -> u8 {
-        self.summary(i).0
+        self.node(i).height
     }
 
-    /// Recomputes the height and largest gap of `i` from its children.
+    /// Height, largest gap and staleness of subtree `i`.
+    fn summary(&self, i: u32) -> (u8, u64, bool) {
+        let n = self.node(i);
+        (n.height, n.max_gap, n.stale)
+    }
+
+    /// The height of `i` and, when neither child is stale, its largest gap, from its children.
+    fn summary_of_children(&self, i: u32) -> (u8, Option<u64>) {
+        let n = self.node(i);
+        let (hl, gl, sl) = self.summary(n.left);
+        let (hr, gr, sr) = self.summary(n.right);
+        let gap = (!sl && !sr).then(|| n.gap_before.max(gl).max(gr));
+        (hl.max(hr) + 1, gap)
+    }
+
+    /// Recomputes the height and largest gap of `i` (stale if a child is) from its children.
     fn pull(&mut self, i: u32) {
-        let (left, right, gap) = {
-            let n = self.node(i);
-            (n.left, n.right, n.gap_before)
-        };
-        let (hl, gl) = self.summary(left);
-        let (hr, gr) = self.summary(right);
+        let (height, gap) = self.summary_of_children(i);
         let n = self.node_mut(i);
-        n.height = hl.max(hr) + 1;
-        n.max_gap = gap.max(gl).max(gr);
+        n.height = height;
+        match gap {
+            Some(gap) => (n.max_gap, n.stale) = (gap, false),
+            None => n.stale = true,
+        }
     }
 
     fn rotate_right(&mut self, y: u32) -> u32 {
@@ -156,20 +169,26 @@ impl<V> GapTree<V> {
         y
     }
 
-    /// Updates `i` and restores the AVL balance at it; returns the subtree's new root and
-    /// whether the subtree's root, height or largest gap changed.
+    /// Updates `i`, whose subtree changed, and restores the AVL balance at it; returns the
+    /// subtree's new root and whether its root, its height or (from fresh to stale) its
+    /// largest gap changed. A fresh largest gap that would change is marked stale instead.
     fn rebalance(&mut self, i: u32) -> (u32, bool) {
-        let (left, right, gap) = {
-            let n = self.node(i);
-            (n.left, n.right, n.gap_before)
-        };
-        let (hl, gl) = self.summary(left);
-        let (hr, gr) = self.summary(right);
+        let (left, right) = (self.node(i).left, self.node(i).right);
+        let (hl, hr) = (self.height(left), self.height(right));
         if hl.abs_diff(hr) <= 1 {
-            let summary = (hl.max(hr) + 1, gap.max(gl).max(gr));
+            let (height, gap) = self.summary_of_children(i);
             let n = self.node_mut(i);
-            let changed = (n.height, n.max_gap) != summary;
-            (n.height, n.max_gap) = summary;
+            let mut changed = n.height != height;
+            n.height = height;
+            match gap {
+                // Its ancestors are stale already.
+                Some(gap) if n.stale => (n.max_gap, n.stale) = (gap, false),
+                Some(gap) if gap == n.max_gap => {}
+                _ => {
+                    changed |= !n.stale;
+                    n.stale = true;
+                }
+            }
             return (i, changed);
         }
         if hl > hr {
@@ -187,10 +206,10 @@ impl<V> GapTree<V> {
         }
     }
 
-    /// Rebalances the nodes of `path`, deepest first, relinking each new subtree root into
-    /// its parent (or as the root). Every node from the deepest up to `path.nodes[floor]`
-    /// is updated; above that the walk stops at the first subtree whose root, height and
-    /// largest gap did not change, since nothing above it can change either.
+    /// After a change below `path` (root first), whose nodes all have changed subtrees:
+    /// updates them deepest first, relinking each new subtree root into its parent (or as the
+    /// root), until, at or above `path.nodes[floor]`, one keeps its root, its height and its
+    /// largest gap (or was stale already): nothing above can change then.
     fn rebalance_path(&mut self, path: &Path, floor: usize) {
         for k in (0..path.depth).rev() {
             let old = path.nodes[k];
@@ -211,6 +230,34 @@ impl<V> GapTree<V> {
         }
     }
 
+    /// Brings the largest gap of every stale node of the subtree of stale node `i` up to date;
+    /// returns the subtree's largest gap. Visits only the stale nodes, which hang together
+    /// from the root.
+    fn refresh(&mut self, i: u32) -> u64 {
+        let (left, right, gap) = {
+            let n = self.node(i);
+            (n.left, n.right, n.gap_before)
+        };
+        let (l, r) = (self.node(left), self.node(right));
+        let (left_stale, left_gap, right_stale, right_gap) =
+            (l.stale, l.max_gap, r.stale, r.max_gap);
+        let left_gap = if left_stale {
+            self.refresh(left)
+        } else {
+            left_gap
+        };
+        let right_gap = if right_stale {
+            self.refresh(right)
+        } else {
+            right_gap
+        };
+        let max_gap = gap.max(left_gap).max(right_gap);
+        let n = self.node_mut(i);
+        n.max_gap = max_gap;
+        n.stale = false;
+        max_gap
+    }
+
     fn alloc(&mut self, range: AddrRange, gap_before: u64, value: V) -> u32 {
         let node = Node {
             start: range.start(),
@@ -220,6 +267,7 @@ impl<V> GapTree<V> {
             left: NIL,
             right: NIL,
             height: 1,
+            stale: false,
             value: Some(value),
         };
         if self.free != NIL {
@@ -237,6 +285,7 @@ impl<V> GapTree<V> {
                 left: NIL,
                 right: NIL,
                 height: 0,
+                stale: false,
                 value: None,
             });
         }
@@ -305,6 +354,7 @@ impl<V> GapTree<V> {
         } else {
             p.right = new;
         }
+        // The successor, on the path, has a smaller gap below it now.
         let floor = match succ {
             Some(k) => {
                 let s = self.node_mut(path.nodes[k]);
@@ -550,8 +600,15 @@ impl<V> GapTree<V> {
         self.iter_from(0)
     }
 
-    /// Walks the holes (maximal runs of addresses no range covers) that meet `window`,
-    /// lowest first, each clipped to `window`, and returns the first answer `fit` gives for a
+    /// Brings every stale largest-gap summary up to date, as [`GapTree::first_fit`] needs.
+    pub(crate) fn refresh_gaps(&mut self) {
+        if self.root != NIL && self.node(self.root).stale {
+            self.refresh(self.root);
+        }
+    }
+
+    /// After [`GapTree::refresh_gaps`], walks the holes (maximal runs of addresses no range
+    /// covers) that meet `window`, lowest first, each clipped to `window`, and returns the first answer `fit` gives for a
     /// clipped hole `(start, last)`. Holes below the last range with fewer than `min_size`
     /// addresses before clipping are never offered, and whole subtrees whose gaps are all
     /// smaller are skipped: `fit` must refuse every hole smaller than `min_size`, so that the
@@ -562,6 +619,10 @@ impl<V> GapTree<V> {
         min_size: u64,
         mut fit: impl FnMut(u64, u64) -> Option<u64>,
     ) -> Option<u64> {
+        debug_assert!(
+            self.root == NIL || !self.node(self.root).stale,
+            "first_fit before refresh_gaps"
+        );
         let min_size = min_size.max(1);
         match self.first_fit_walk(self.root, window, min_size, &mut fit) {
             Walk::Found(x) => return Some(x),
@@ -623,12 +684,15 @@ impl<V> GapTree<V> {
         self.first_fit_walk(n.right, window, min_size, fit)
     }
 
-    /// Checks the order, the gaps, the balance and every summary (tests only).
+    /// Checks the order, the gaps, the balance, the heights, that stale nodes hang together
+    /// from the root, and every largest gap not marked stale (tests only).
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
+        /// Returns the height and the true largest gap of subtree `i`.
         fn walk<V>(
             t: &GapTree<V>,
             i: u32,
+            parent_stale: bool,
             free_from: &mut Option<u64>,
             count: &mut usize,
         ) -> (u8, u64) {
@@ -639,7 +703,12 @@ impl<V> GapTree<V> {
             let n = t.node(i);
             assert!(n.start <= n.last);
             assert!(n.value.is_some());
-            let (hl, gl) = walk(t, n.left, free_from, count);
+            assert!(
+                parent_stale || !n.stale,
+                "stale {:#x} under a fresh parent",
+                n.start
+            );
+            let (hl, gl) = walk(t, n.left, n.stale, free_from, count);
             let from = free_from.expect("a range after one ending at u64::MAX");
             assert!(
                 from <= n.start,
@@ -648,19 +717,17 @@ impl<V> GapTree<V> {
             );
             assert_eq!(n.gap_before, n.start - from, "stale gap at {:#x}", n.start);
             *free_from = n.last.checked_add(1);
-            let (hr, gr) = walk(t, n.right, free_from, count);
+            let (hr, gr) = walk(t, n.right, n.stale, free_from, count);
             assert!(hl.abs_diff(hr) <= 1, "unbalanced at {:#x}", n.start);
-            let want = (hl.max(hr) + 1, n.gap_before.max(gl).max(gr));
-            assert_eq!(
-                (n.height, n.max_gap),
-                want,
-                "stale summary at {:#x}",
-                n.start
-            );
-            want
+            let (height, max_gap) = (hl.max(hr) + 1, n.gap_before.max(gl).max(gr));
+            assert_eq!(n.height, height, "wrong height at {:#x}", n.start);
+            if !n.stale {
+                assert_eq!(n.max_gap, max_gap, "wrong largest gap at {:#x}", n.start);
+            }
+            (height, max_gap)
         }
         let mut count = 0;
-        walk(self, self.root, &mut Some(0), &mut count);
+        walk(self, self.root, true, &mut Some(0), &mut count);
         assert_eq!(count, self.len);
     }
 }

@@ -497,9 +497,10 @@ impl<T> IovaSpace<T> {
     /// Errors: [`IovaError::Overflow`] for `length == 0 || length >= u64::MAX / 2`;
     /// [`IovaError::BadParameter`] unless `alignment` and `page_size` (at most 2^62) are powers
     /// of two and `page_offset < page_size`; [`IovaError::NoSpace`] when nothing fits. Nothing
-    /// is recorded: insert the area with [`IovaSpace::insert_area`].
+    /// is recorded: insert the area with [`IovaSpace::insert_area`]. (`&mut self` only lets
+    /// the search first bring up to date the gap summaries that updates leave stale.)
     pub fn alloc(
-        &self,
+        &mut self,
         length: u64,
         alignment: u64,
         page_offset: u64,
@@ -525,6 +526,7 @@ impl<T> IovaSpace<T> {
             alignment,
             page_offset,
         };
+        self.occupancy.refresh_gaps();
         let window = AddrRange::new_unchecked(page_size, u64::MAX - page_size);
         let found = if self.allowed_runs.len() == 0 {
             self.first_fit_in_span(&request, window)

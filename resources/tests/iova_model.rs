@@ -313,7 +313,11 @@ fn apply(space: &mut IovaSpace<u64>, model: &mut Model, op: &Op) -> Result<(), T
     Ok(())
 }
 
-fn check_alloc(space: &IovaSpace<u64>, model: &Model, req: &Request) -> Result<(), TestCaseError> {
+fn check_alloc(
+    space: &mut IovaSpace<u64>,
+    model: &Model,
+    req: &Request,
+) -> Result<(), TestCaseError> {
     let got = space.alloc(req.length, req.alignment, req.page_offset, req.page_size);
     let want = reference_place(model, req);
     match (got, want) {
@@ -370,12 +374,12 @@ fn run_fragmented(
         apply(&mut space, &mut model, &Op::Insert { lo, len: 1 })?;
     }
     for req in &requests {
-        check_alloc(&space, &model, req)?;
+        check_alloc(&mut space, &model, req)?;
     }
     for op in &ops {
         apply(&mut space, &mut model, op)?;
         for req in &requests {
-            check_alloc(&space, &model, req)?;
+            check_alloc(&mut space, &model, req)?;
         }
     }
     let holes: Vec<(u64, u64)> = space

@@ -10,14 +10,14 @@ fn sl(start: u64, len: u64) -> AddrRange {
     AddrRange::from_start_len(start, len).unwrap()
 }
 
-fn alloc_page_aligned(space: &IovaSpace<u32>, length: u64) -> Result<u64, IovaError> {
+fn alloc_page_aligned(space: &mut IovaSpace<u32>, length: u64) -> Result<u64, IovaError> {
     let a = auto_alignment(length, 0, PAGE, MAX_ALIGNMENT_THP)?;
     space.alloc(length, a.alignment, a.page_offset, PAGE)
 }
 
 #[test]
 fn fresh_space_places_first_mapping_at_the_first_page_not_zero() {
-    let space: IovaSpace<u32> = IovaSpace::new();
+    let mut space: IovaSpace<u32> = IovaSpace::new();
     assert_eq!(space.alloc(PAGE, PAGE, 0, PAGE), Ok(PAGE));
     assert_eq!(space.alloc(1, 1, 0, PAGE), Ok(PAGE));
 }
@@ -26,13 +26,13 @@ fn fresh_space_places_first_mapping_at_the_first_page_not_zero() {
 fn placements_are_lowest_first_fit_after_existing_areas() {
     let mut space = IovaSpace::new();
     for i in 0..10 {
-        let iova = alloc_page_aligned(&space, PAGE).unwrap();
+        let iova = alloc_page_aligned(&mut space, PAGE).unwrap();
         assert_eq!(iova, PAGE * (i + 1));
         space.insert_area(sl(iova, PAGE), i as u32).unwrap();
     }
     space.remove_area(PAGE * 4).unwrap();
-    assert_eq!(alloc_page_aligned(&space, PAGE), Ok(PAGE * 4));
-    assert_eq!(alloc_page_aligned(&space, 2 * PAGE), Ok(PAGE * 12));
+    assert_eq!(alloc_page_aligned(&mut space, PAGE), Ok(PAGE * 4));
+    assert_eq!(alloc_page_aligned(&mut space, 2 * PAGE), Ok(PAGE * 12));
 }
 
 #[test]
@@ -40,7 +40,7 @@ fn placements_are_naturally_aligned_as_the_selftest_checks() {
     let mut space = IovaSpace::new();
     for i in 1..=10u64 {
         let length = PAGE * i;
-        let iova = alloc_page_aligned(&space, length).unwrap();
+        let iova = alloc_page_aligned(&mut space, length).unwrap();
         assert_eq!(
             iova % (1 << length.trailing_zeros()),
             0,
@@ -57,7 +57,7 @@ fn placements_avoid_a_reserved_region() {
     space.reserve(reserved, 1).unwrap();
     for i in 1..=10u64 {
         let length = PAGE * i;
-        let iova = alloc_page_aligned(&space, length).unwrap();
+        let iova = alloc_page_aligned(&mut space, length).unwrap();
         let placed = sl(iova, length);
         assert!(!placed.overlaps(&reserved), "{placed} meets {reserved}");
         space.insert_area(placed, 0).unwrap();
@@ -72,7 +72,7 @@ fn placements_stay_inside_the_allowed_list() {
     space.set_allowed(&[allowed]).unwrap();
     for i in 1..=10u64 {
         let length = PAGE * i;
-        let iova = alloc_page_aligned(&space, length).unwrap();
+        let iova = alloc_page_aligned(&mut space, length).unwrap();
         assert!(allowed.contains_range(&sl(iova, length)));
         space.insert_area(sl(iova, length), 0).unwrap();
     }
@@ -146,7 +146,7 @@ fn a_one_byte_request_never_takes_the_last_byte_of_a_hole() {
 
 #[test]
 fn page_offset_is_ored_into_the_aligned_candidate() {
-    let space: IovaSpace<u32> = IovaSpace::new();
+    let mut space: IovaSpace<u32> = IovaSpace::new();
     let a = auto_alignment(0x3000, 0x7000_0880, PAGE, MAX_ALIGNMENT_THP).unwrap();
     assert_eq!((a.alignment, a.page_offset), (0x80, 0x880));
     assert_eq!(
@@ -157,7 +157,7 @@ fn page_offset_is_ored_into_the_aligned_candidate() {
 
 #[test]
 fn alloc_rejects_bad_lengths_and_parameters() {
-    let space: IovaSpace<u32> = IovaSpace::new();
+    let mut space: IovaSpace<u32> = IovaSpace::new();
     assert_eq!(
         space.alloc(0, 1, 0, PAGE),
         Err(IovaError::Overflow { length: 0 })
@@ -193,7 +193,7 @@ fn alloc_rejects_bad_lengths_and_parameters() {
 
 #[test]
 fn large_request_fits_below_the_top_page() {
-    let space: IovaSpace<u32> = IovaSpace::new();
+    let mut space: IovaSpace<u32> = IovaSpace::new();
     let length = u64::MAX / 2 - 1;
     let iova = space.alloc(length, MAX_ALIGNMENT_THP, 0, PAGE).unwrap();
     assert_eq!(iova, MAX_ALIGNMENT_THP);

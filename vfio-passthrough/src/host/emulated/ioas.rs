@@ -326,7 +326,7 @@ impl Ioas {
 
     /// `iopt_alloc_iova` with its alignment derivation: `EOVERFLOW` for a length of 0 or
     /// at least 2^63, `EINVAL` if the derived alignment is below the IOAS's, `ENOSPC`.
-    fn alloc_iova(&self, hint: u64, length: u64, max_alignment: u64) -> Result<u64, Errno> {
+    fn alloc_iova(&mut self, hint: u64, length: u64, max_alignment: u64) -> Result<u64, Errno> {
         let a = auto_alignment(length, hint, PAGE_SIZE, max_alignment).map_err(iova_errno)?;
         if a.alignment < self.iova_alignment {
             return Err(Errno::EINVAL);
