@@ -1,14 +1,23 @@
 //! Map + unmap of one area in an IOAS holding 10^5 live areas with a mock domain attached
 //! (pinning, domain fill, accounting), against a plain `BTreeMap` doing the same insert and
-//! removal among 10^5 entries. The same without a domain shows the bookkeeping alone.
+//! removal among 10^5 entries. The same without a domain shows the IOAS path without pinning,
+//! and `resources::IovaSpace` alone (10^5 areas, the fixed-IOVA check, insert and removal)
+//! the bookkeeping that the reference can fairly be compared with.
+//!
+//! The domain path checks that the user range is mapped and writable as `pin_user_pages` would,
+//! with one `PROCMAP_QUERY` ioctl on `/proc/self/maps`: that ioctl is measured alone in the same
+//! run, and the domain ratio is also printed without it.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::hint::black_box;
+use std::os::fd::AsRawFd;
 
-use common::{Region, measure, report_ratio};
+use common::{Region, measure, report_ratio_of, report_ratio_without};
 use criterion::{Criterion, criterion_group, criterion_main};
+use resources::{AddrRange, IovaSpace};
 use vfio_passthrough::host::emulated::{EmulatedHost, EmulatedIommufd, HostConfig};
 use vfio_passthrough::host::iommufd::uapi::*;
 use vfio_passthrough::host::iommufd::{Iommufd, IommufdSelftest, MOCK_APERTURE_START, MockDomain};
@@ -18,6 +27,12 @@ const P: u64 = 4096;
 const STRIDE: u64 = 2 * P;
 const FIXED_RW: u32 =
     IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+
+const IOAS_PATH: &str = "context lock, IOAS_MAP checks, an iopt_pages allocation, fixed-IOVA \
+    check, IOVA tree insert; IOAS_UNMAP: context lock, IOVA tree lookup and removal";
+const DOMAIN_PATH: &str = "the no-domain path, plus: one PROCMAP_QUERY ioctl (the pin check), \
+    load and pin counts, memlock accounting, a domain page-table insert (a BTreeMap of 10^5 \
+    mappings); on unmap the page-table removal, unpin and uncharge";
 
 fn map(ctx: &EmulatedIommufd, ioas_id: u32, va: u64, length: u64, iova: u64) {
     let mut m = IoasMap {
@@ -67,14 +82,56 @@ fn populated(page: &Region, domain: bool) -> (EmulatedIommufd, u32, u64) {
             MOCK_APERTURE_START + i * STRIDE,
         );
     }
-    let free = (MOCK_APERTURE_START + LIVE * STRIDE).next_multiple_of(2 << 20);
+    let free = free_iova();
     (ctx, a.out_ioas_id, free)
+}
+
+/// The first 2 MiB-aligned IOVA above the live areas.
+fn free_iova() -> u64 {
+    (MOCK_APERTURE_START + LIVE * STRIDE).next_multiple_of(2 << 20)
 }
 
 fn reference_btree() -> BTreeMap<u64, (u64, u64)> {
     (0..LIVE)
         .map(|i| (MOCK_APERTURE_START + i * STRIDE, (P, i)))
         .collect()
+}
+
+/// `struct procmap_query` (include/uapi/linux/fs.h), to time the ioctl the domain path makes.
+#[repr(C)]
+#[derive(Default)]
+struct ProcmapQuery {
+    size: u64,
+    query_flags: u64,
+    query_addr: u64,
+    vma_start: u64,
+    vma_end: u64,
+    vma_flags: u64,
+    vma_page_size: u64,
+    vma_offset: u64,
+    inode: u64,
+    dev_major: u32,
+    dev_minor: u32,
+    vma_name_size: u32,
+    build_id_size: u32,
+    vma_name_addr: u64,
+    build_id_addr: u64,
+}
+
+/// `PROCMAP_QUERY` = `_IOWR('f', 17, struct procmap_query)`.
+const PROCMAP_QUERY: u64 =
+    (3 << 30) | ((size_of::<ProcmapQuery>() as u64) << 16) | ((b'f' as u64) << 8) | 17;
+
+/// One `PROCMAP_QUERY` for `addr`; false if the host kernel does not have it (before 6.11).
+fn procmap_query(maps: &File, addr: u64) -> bool {
+    let mut q = ProcmapQuery {
+        size: size_of::<ProcmapQuery>() as u64,
+        query_addr: addr,
+        ..Default::default()
+    };
+    // SAFETY: PROCMAP_QUERY reads and writes one `struct procmap_query`, which `q` is; no name
+    // or build-id buffer is requested.
+    unsafe { libc::ioctl(maps.as_raw_fd(), PROCMAP_QUERY as _, &mut q) == 0 }
 }
 
 fn bench(c: &mut Criterion) {
@@ -89,6 +146,29 @@ fn bench(c: &mut Criterion) {
             black_box(reference.remove(&key));
         })
     });
+    let maps = File::open("/proc/self/maps").expect("/proc/self/maps");
+    let has_procmap_query = procmap_query(&maps, page.addr);
+    if has_procmap_query {
+        group.bench_function("procmap_query", |b| {
+            measure(b, "procmap_query", || {
+                black_box(procmap_query(&maps, black_box(page.addr)));
+            })
+        });
+    }
+    let mut space: IovaSpace<u64> = IovaSpace::new();
+    for i in 0..LIVE {
+        let area = AddrRange::from_start_len(MOCK_APERTURE_START + i * STRIDE, P).unwrap();
+        space.insert_area(area, i).expect("insert");
+    }
+    let free = AddrRange::from_start_len(free_iova(), P).unwrap();
+    group.bench_function("iova_space_4k", |b| {
+        measure(b, "iova_space_4k", || {
+            space.check_fixed(black_box(free)).expect("free");
+            space.insert_area(free, 0).expect("insert");
+            black_box(space.remove_area(free.start()));
+        })
+    });
+    drop(space);
     for (domain, tag) in [(true, "mock_domain"), (false, "no_domain")] {
         let (ctx, ioas, free) = populated(&page, domain);
         for (region, len, size) in [(&page, P, "4k"), (&big, 2 << 20, "2m")] {
@@ -102,14 +182,29 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
-    for id in [
-        "mock_domain_4k",
-        "mock_domain_2m",
-        "no_domain_4k",
-        "no_domain_2m",
-    ] {
-        report_ratio(id, "btreemap");
+    for id in ["mock_domain_4k", "mock_domain_2m"] {
+        report_ratio_of(id, "btreemap", DOMAIN_PATH);
+        if has_procmap_query {
+            report_ratio_without(id, "procmap_query", "btreemap");
+        }
     }
+    if has_procmap_query {
+        report_ratio_of(
+            "procmap_query",
+            "btreemap",
+            "the PROCMAP_QUERY ioctl alone (one per map with a domain)",
+        );
+    } else {
+        println!("RATIO procmap_query: not measured (the host kernel has no PROCMAP_QUERY)");
+    }
+    for id in ["no_domain_4k", "no_domain_2m"] {
+        report_ratio_of(id, "btreemap", IOAS_PATH);
+    }
+    report_ratio_of(
+        "iova_space_4k",
+        "btreemap",
+        "resources::IovaSpace alone among 10^5 areas: check_fixed, insert_area, remove_area",
+    );
 }
 
 criterion_group!(benches, bench);

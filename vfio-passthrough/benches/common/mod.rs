@@ -55,6 +55,30 @@ pub fn report_ratio(subject: &str, reference: &str) {
     }
 }
 
+/// [`report_ratio`], then what the subject's measured path includes, so that a ratio is read
+/// against what it costs.
+pub fn report_ratio_of(subject: &str, reference: &str, includes: &str) {
+    report_ratio(subject, reference);
+    println!("      {subject} = {includes}");
+}
+
+/// Prints `(subject - part) / reference`: the ratio left once a part measured on its own (a
+/// syscall the subject makes) is taken out.
+pub fn report_ratio_without(subject: &str, part: &str, reference: &str) {
+    match (mean(subject), mean(part), mean(reference)) {
+        (Some(s), Some(p), Some(r)) if r > Duration::ZERO => {
+            let rest = s.saturating_sub(p);
+            println!(
+                "RATIO {subject} without {part} / {reference}: {:?} / {:?} = {:.2}x",
+                rest,
+                r,
+                rest.as_secs_f64() / r.as_secs_f64()
+            )
+        }
+        _ => println!("RATIO {subject} without {part} / {reference}: not measured"),
+    }
+}
+
 /// An anonymous mapping of `len` bytes (`MAP_NORESERVE`: nothing is populated unless
 /// `populate`), unmapped on drop.
 pub struct Region {
