@@ -339,12 +339,17 @@ impl Ioas {
     /// `iopt_check_iova`: `EINVAL` unaligned, `EOVERFLOW`, `EINVAL` on a reserved range,
     /// `EEXIST` over an area.
     fn check_iova(&self, iova: u64, length: u64) -> Result<AddrRange, Errno> {
+        let range = self.check_iova_bounds(iova, length)?;
+        self.space.check_fixed(range).map_err(iova_errno)?;
+        Ok(range)
+    }
+
+    /// The checks of `iopt_check_iova` that need no tree: `EINVAL` unaligned, `EOVERFLOW`.
+    fn check_iova_bounds(&self, iova: u64, length: u64) -> Result<AddrRange, Errno> {
         if iova & (self.iova_alignment - 1) != 0 {
             return Err(Errno::EINVAL);
         }
-        let range = AddrRange::from_start_len(iova, length).map_err(|_| Errno::EOVERFLOW)?;
-        self.space.check_fixed(range).map_err(iova_errno)?;
-        Ok(range)
+        AddrRange::from_start_len(iova, length).map_err(|_| Errno::EOVERFLOW)
     }
 
     /// `iopt_map_pages`: places (at `*iova`, or automatically when `auto` using `max_alignment`)
@@ -365,24 +370,40 @@ impl Ioas {
         let Some(first) = pieces.first() else {
             return Err(Errno::EINVAL);
         };
-        if auto {
-            let hint = first.pages.base() + first.start_byte;
-            *iova = self.alloc_iova(hint, length, max_alignment)?;
-            debug_assert!(self.check_iova(*iova, length).is_ok());
-        } else {
-            self.check_iova(*iova, length)?;
-        }
         // The areas lie back to back from `*iova`: the first `inserted` pieces are in.
         let mut inserted = 0;
-        let mut cursor = *iova;
         let mut failure = None;
-        for piece in pieces {
-            if let Err(e) = self.insert_area(cursor, piece, prot) {
-                failure = Some(e);
-                break;
+        if let (false, [piece]) = (auto, pieces) {
+            // One piece at a fixed IOVA (MAP, MAP_FILE): its insertion finds in the same
+            // descent what `iopt_check_iova` looks for in the tree (and reports it the same
+            // way); the piece's own checks follow and undo the insertion if they fail, which
+            // gives the kernel's errors in the kernel's order.
+            let range = self.check_iova_bounds(*iova, length)?;
+            let area = Area {
+                pages: piece.pages.clone(),
+                start_byte: piece.start_byte,
+                prot,
+            };
+            self.space.insert_area(range, area).map_err(iova_errno)?;
+            inserted = 1;
+            failure = self.check_area(*iova, piece, prot).err();
+        } else {
+            if auto {
+                let hint = first.pages.base() + first.start_byte;
+                *iova = self.alloc_iova(hint, length, max_alignment)?;
+                debug_assert!(self.check_iova(*iova, length).is_ok());
+            } else {
+                self.check_iova(*iova, length)?;
             }
-            inserted += 1;
-            cursor = cursor.wrapping_add(piece.length);
+            let mut cursor = *iova;
+            for piece in pieces {
+                if let Err(e) = self.insert_area(cursor, piece, prot) {
+                    failure = Some(e);
+                    break;
+                }
+                inserted += 1;
+                cursor = cursor.wrapping_add(piece.length);
+            }
         }
         if failure.is_none() {
             failure = self.fill_domains(*iova, pieces, prot).err();
@@ -398,18 +419,24 @@ impl Ioas {
         Ok(())
     }
 
-    /// `iopt_insert_area`: `EPERM` for a writable mapping of read-only pages, `EINVAL` for a
-    /// page offset breaking the alignment, `EOVERFLOW`.
+    /// `iopt_insert_area`: [`Ioas::check_area`], then the insertion.
     fn insert_area(&mut self, iova: u64, piece: &PagesPiece, prot: Prot) -> Result<(), Errno> {
-        if prot.write && !piece.pages.writable() {
-            return Err(Errno::EPERM);
-        }
+        let range = self.check_area(iova, piece, prot)?;
         let area = Area {
             pages: piece.pages.clone(),
             start_byte: piece.start_byte,
             prot,
         };
-        if area.page_offset() & (self.iova_alignment - 1) != 0 {
+        self.space.insert_area(range, area).map_err(iova_errno)
+    }
+
+    /// The checks of `iopt_insert_area`: `EPERM` for a writable mapping of read-only pages,
+    /// `EINVAL` for a page offset breaking the alignment, `EOVERFLOW`. Returns the area's range.
+    fn check_area(&self, iova: u64, piece: &PagesPiece, prot: Prot) -> Result<AddrRange, Errno> {
+        if prot.write && !piece.pages.writable() {
+            return Err(Errno::EPERM);
+        }
+        if (piece.start_byte % PAGE_SIZE) & (self.iova_alignment - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         let range = AddrRange::from_start_len(iova, piece.length).map_err(|_| Errno::EOVERFLOW)?;
@@ -417,7 +444,7 @@ impl Ioas {
             .start_byte
             .checked_add(piece.length - 1)
             .ok_or(Errno::EOVERFLOW)?;
-        self.space.insert_area(range, area).map_err(iova_errno)
+        Ok(range)
     }
 
     /// `iopt_fill_domains_pages`: loads the areas just inserted for `pieces` (back to back
@@ -571,3 +598,6 @@ impl Drop for Ioas {
         self.unmap_all();
     }
 }
+
+#[cfg(test)]
+mod tests;
