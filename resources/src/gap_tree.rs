@@ -1,13 +1,17 @@
 //! [`GapTree`]: disjoint address ranges with values, in a balanced binary tree where every
 //! subtree knows the largest gap between its ranges.
 //!
-//! The IOVA space keeps its areas and reserved runs here, so that one descent answers "is this
-//! range free" and one more inserts or removes, and so that a first-fit search skips every
-//! subtree whose gaps are all smaller than the request: placement costs O(log n) per hole large
-//! enough to be tried, however many smaller holes lie below it. `std`'s `BTreeMap` cannot carry
-//! a per-subtree summary, hence this tree: an AVL tree whose nodes live in a `Vec` and link by
-//! index (freed slots are reused), with iteration on a fixed-size stack so that nothing but an
-//! insertion into a full arena allocates.
+//! The IOVA space keeps its areas and reserved runs here. An insertion meets on its way down
+//! every range it could overlap (and refuses then), a removal finds its range on its way down,
+//! and a first-fit search skips every subtree whose gaps are all smaller than the request:
+//! placement costs O(log n) per hole large enough to be tried, however many smaller holes lie
+//! below it. An update that would change the largest gap all the way up marks the nodes stale
+//! instead, stopping at the first already marked, and the search brings them up to date first,
+//! so that updates in one place do not each walk to the root.
+//!
+//! `std`'s `BTreeMap` cannot carry a per-subtree summary, hence this tree: an AVL tree whose
+//! nodes live in a `Vec` and link by index (freed slots are reused), with paths and iteration on
+//! fixed-size stacks, so that nothing but an insertion into a full arena allocates.
 
 use std::fmt;
 
@@ -16,8 +20,9 @@ use crate::range::AddrRange;
 /// No node: slot 0, a sentinel of height 0 and gap 0 pushed with the first range, so that
 /// reading a missing child's summary needs no branch.
 const NIL: u32 = 0;
-/// Deeper than any AVL tree of fewer than 2^32 nodes (whose height is at most about 46).
-const MAX_DEPTH: usize = 64;
+/// Deeper than any AVL tree of fewer than 2^32 nodes: its height is below
+/// `1.4405 * log2(n + 2) - 0.3277`, about 45.8.
+const MAX_DEPTH: usize = 48;
 
 #[derive(Debug, Clone)]
 struct Node<V> {

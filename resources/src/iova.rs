@@ -6,10 +6,10 @@
 //! `iommufd_ioas_iova_ranges`. Each error variant names the errno the kernel returns for it.
 //!
 //! Areas and reserved ranges never intersect (each is refused where the other is), so the areas
-//! and the union of the reserved ranges (as maximal runs) share one gap tree: one descent tells
-//! whether a fixed range is free, one more inserts or removes an area, and automatic placement
-//! skips every subtree whose holes are all too small for the request instead of walking every
-//! hole. The reserved ranges themselves, with their owners, stay in [`ReservedRanges`] for the
+//! and the union of the reserved ranges (as maximal runs) share one gap tree: inserting an area
+//! checks and inserts in one descent, removing one (or taking the first in an unmap window)
+//! takes one more, and automatic placement skips every subtree whose holes are all too small for
+//! the request instead of walking every hole. The reserved ranges themselves, with their owners, stay in [`ReservedRanges`] for the
 //! error reports and `IOMMU_IOAS_IOVA_RANGES`.
 
 mod placement;
