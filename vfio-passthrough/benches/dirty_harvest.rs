@@ -69,6 +69,8 @@ fn bench(c: &mut Criterion) {
         page_size: PAGE,
     };
 
+    // Under `--list` or a filter the harvests may not run, and there is nothing to check.
+    let mut harvested = false;
     let mut group = c.benchmark_group("dirty_harvest_64g");
     group.bench_function("memcpy_2m_bitmap", |b| {
         measure(b, "memcpy", || {
@@ -81,6 +83,7 @@ fn bench(c: &mut Criterion) {
             ctx.hwpt_get_dirty_bitmap(&req(IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR), &mut bitmap)
                 .expect("harvest");
             black_box(&bitmap);
+            harvested = true;
         })
     });
     group.bench_function("get_dirty_bitmap_clear", |b| {
@@ -92,7 +95,7 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
     assert!(
-        bitmap.iter().all(|&w| w == u64::MAX),
+        !harvested || bitmap.iter().all(|&w| w == u64::MAX),
         "every page was reported dirty"
     );
     report_ratio("no_clear", "memcpy");
