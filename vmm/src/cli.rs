@@ -27,7 +27,7 @@ PCI slot on bus 0, in order):
   /sys/bus/mdev/devices/<UUID>    a host mediated device
   /dev/vfio/devices/vfio<N>       a host device's VFIO cdev (needs iommufd)
   <BDF>                           a host PCI device by address, e.g. 0000:01:00.0
-  <NAME>                          1 to 32 letters, digits, '-', '_' or '.'; default vfio0,
+  id=<NAME>                       1 to 32 letters, digits, '-', '_' or '.'; default vfio0,
                                   vfio1, ... (the lowest not taken)
 Emulated devices always use the emulated host (in-process, with a software IOMMU; no host
 IOMMU needed): its iommufd, or its type1 container with --host-iommu container. Host devices
