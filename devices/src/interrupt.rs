@@ -70,6 +70,12 @@ pub trait InterruptSourceGroup: Send + Sync + Debug {
     /// Routes vector `index` to `msg`, masked or not. Writes to the vector's eventfd while it is
     /// masked are kept and delivered when it is unmasked.
     fn update(&self, index: u32, msg: MsiMessage, masked: bool) -> Result<(), InterruptError>;
+
+    /// True if vector `index` was raised while masked and waits for its unmask: what the guest
+    /// reads as its bit in the MSI-X PBA or the MSI pending register. Raises that reach the
+    /// group through the vector's eventfd count (a passthrough device's, which the capability
+    /// models never see); looking does not consume them. False for an index out of range.
+    fn pending(&self, index: u32) -> bool;
 }
 
 /// A level-triggered legacy interrupt line (PCI INTx) wired to one GSI.

@@ -202,6 +202,19 @@ impl InterruptSourceGroup for RecordingInterruptGroup {
         }
         Ok(())
     }
+
+    fn pending(&self, index: u32) -> bool {
+        let Some(v) = self.vector(index) else {
+            return false;
+        };
+        // Read and write back: this crate does not touch the host, so it cannot poll the
+        // eventfd; a test double can afford the gap.
+        let signalled = self
+            .notifiers
+            .get(index as usize)
+            .is_some_and(|fd| fd.read().is_ok_and(|count| fd.write(count).is_ok()));
+        v.pending || (v.masked && signalled)
+    }
 }
 
 /// A [`LegacyIrq`] that counts raises.

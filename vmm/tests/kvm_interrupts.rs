@@ -138,13 +138,18 @@ fn masked_vector_stays_pending_and_is_delivered_on_unmask() {
     group.update(1, msi(PROBE_VECTOR), false).unwrap();
     m.start().unwrap();
     wait_for_serial(&m, &serial, "R");
+    assert!(!group.pending(0));
     // Raised while masked: must not be delivered...
     group.trigger(0).unwrap();
     // ...which the probe shows: it fires after the masked vector was raised, and the masked one
     // has the higher priority, so a leak would print "I" (and power off) before "P".
     group.trigger(1).unwrap();
     wait_for_serial(&m, &serial, "RP");
+    // The guest would read it in the PBA; the unmasked probe, consumed by KVM, is not pending.
+    assert!(group.pending(0));
+    assert!(!group.pending(1));
     group.update(0, msi(TARGET_VECTOR), false).unwrap();
+    assert!(!group.pending(0));
     assert_eq!(wait_for_exit(&mut m, &serial), ExitReason::PowerOff);
     assert_eq!(serial.text(), "RPI");
 }

@@ -203,9 +203,16 @@ impl MsiCapability {
         self.desired_route(index).1
     }
 
-    /// The pending bits (vectors triggered while masked).
+    /// The pending bits: vectors raised while masked, by [`trigger`](Self::trigger) or through
+    /// their eventfd (see [`InterruptSourceGroup::pending`]). Always 0 without per-vector
+    /// masking, as the capability then has no pending register.
     pub fn pending(&self) -> u32 {
-        self.pending
+        if !self.config.per_vector_mask {
+            return 0;
+        }
+        (0..self.config.max_vectors)
+            .filter(|&i| self.routed[i as usize].1 && self.group.pending(i))
+            .fold(self.pending, |bits, i| bits | 1 << i)
     }
 
     /// The interrupt group the vectors are routed through.
@@ -336,7 +343,7 @@ impl MsiCapability {
         if c.per_vector_mask {
             let m = c.mask_offset();
             b[m..m + 4].copy_from_slice(&self.mask.to_le_bytes());
-            b[m + 4..m + 8].copy_from_slice(&self.pending.to_le_bytes());
+            b[m + 4..m + 8].copy_from_slice(&self.pending().to_le_bytes());
         }
         b
     }
@@ -583,6 +590,26 @@ mod tests {
             ]
         );
         assert_eq!(msi.pending(), 0);
+    }
+
+    #[test]
+    fn vector_raised_through_its_eventfd_while_masked_reads_as_pending() {
+        let group = Arc::new(RecordingInterruptGroup::with_notifiers(4).unwrap());
+        let cfg = MsiCapabilityConfig {
+            max_vectors: 4,
+            address_64bit: true,
+            per_vector_mask: true,
+        };
+        let mut msi = MsiCapability::new(cfg, group.clone()).unwrap();
+        program(&mut msi, 0xfee0_0000, 0x50);
+        let _ = msi.write(CONTROL, &[0x21]);
+        let _ = msi.write(16, &0b1000u32.to_le_bytes());
+        group.notifier(3).unwrap().write(1).unwrap();
+        assert_eq!(read32(&msi, 20), 0b1000);
+        let _ = msi.write(16, &0u32.to_le_bytes());
+        assert_eq!(read32(&msi, 20), 0);
+        assert_eq!(group.poll_notifiers(), 1);
+        assert_eq!(group.deliveries(), [(3, msg(0xfee0_0000, 0x53))]);
     }
 
     #[test]

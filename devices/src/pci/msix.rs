@@ -290,12 +290,24 @@ impl MsixConfig {
         self.desired_route(usize::from(index)).1
     }
 
-    /// True if vector `index` is pending.
+    /// True if vector `index` is pending: raised while masked, by [`trigger`](Self::trigger) or
+    /// through the vector's eventfd (see [`InterruptSourceGroup::pending`]).
     pub fn is_pending(&self, index: u16) -> bool {
         let i = usize::from(index);
-        self.pba
-            .get(i / 64)
-            .is_some_and(|q| q & (1 << (i % 64)) != 0)
+        i < self.table.len() && self.pending_word(i / 64) & (1 << (i % 64)) != 0
+    }
+
+    /// PBA qword `word`: the bits [`trigger`](Self::trigger) set, and those of masked vectors
+    /// whose eventfd was written (a passthrough device's raises never pass through the model).
+    fn pending_word(&self, word: usize) -> u64 {
+        let mut bits = self.pba.get(word).copied().unwrap_or(0);
+        let first = word * 64;
+        for i in first..self.table.len().min(first + 64) {
+            if self.routed[i].1 && self.group.pending(i as u32) {
+                bits |= 1 << (i - first);
+            }
+        }
+        bits
     }
 
     /// The interrupt group the vectors are routed through.
@@ -387,7 +399,7 @@ impl MsixConfig {
             data.fill(0xff);
             return;
         }
-        let qword = self.pba[(offset / 8) as usize].to_le_bytes();
+        let qword = self.pending_word((offset / 8) as usize).to_le_bytes();
         let start = (offset % 8) as usize;
         data.copy_from_slice(&qword[start..start + data.len()]);
     }
@@ -709,6 +721,27 @@ mod tests {
                 },
             ]
         );
+        assert_eq!(pba(&msix), 0);
+    }
+
+    #[test]
+    fn vector_raised_through_its_eventfd_while_masked_shows_in_the_pba_until_unmasked() {
+        // A passthrough device raises vectors by writing their eventfds, never through the
+        // model: the PBA must still show them while they are masked.
+        let group = Arc::new(RecordingInterruptGroup::with_notifiers(3).unwrap());
+        let mut msix = MsixConfig::new(layout(3), group.clone()).unwrap();
+        program(&mut msix, 2, 0xfee0_0000, 0x62);
+        let _ = set_control(&mut msix, true, false);
+        group.notifier(2).unwrap().write(1).unwrap();
+        assert_eq!(pba(&msix), 0b100);
+        assert!(msix.is_pending(2) && !msix.is_pending(1));
+        // Looking did not consume the raise: it is delivered once the vector is unmasked.
+        set_entry_mask(&mut msix, 2, false);
+        assert_eq!(group.poll_notifiers(), 1);
+        assert_eq!(group.deliveries(), [(2, msg(0xfee0_0000, 0x62))]);
+        assert_eq!(pba(&msix), 0);
+        // An unmasked vector's eventfd is its consumer's business (KVM reads it at once).
+        group.notifier(2).unwrap().write(1).unwrap();
         assert_eq!(pba(&msix), 0);
     }
 

@@ -18,7 +18,8 @@
 //! The vectors are handed to VFIO as soon as the guest enables MSI or MSI-X, masked or not:
 //! per-vector masking and the MSI-X function mask are applied to the routes by the MSI / MSI-X
 //! models through [`InterruptSourceGroup::update`], and an interrupt the device raises on a
-//! masked vector stays pending in the group until the guest unmasks it.
+//! masked vector stays pending in the group until the guest unmasks it, and the guest reads it
+//! as pending in the PBA or the MSI pending bits meanwhile ([`InterruptSourceGroup::pending`]).
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;

@@ -5,6 +5,7 @@
 //! counter, and when the vector is unmasked KVM finds the eventfd already signalled as the irqfd
 //! is assigned and injects it at once (`kvm_irqfd_assign` polls the eventfd after hooking its
 //! wait queue). That is the pending-bit behaviour of a masked MSI-X vector, with no userspace hop.
+//! The pending bit itself, for the PBA, is whether the deassigned vector's eventfd is readable.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,8 +13,8 @@ use devices::bus::lock;
 use devices::interrupt::{InterruptError, InterruptSourceGroup, MsiMessage};
 use vmm_sys_util::eventfd::{EFD_CLOEXEC, EFD_NONBLOCK, EventFd};
 
-use super::host_error;
 use super::kvm_manager::KvmRouter;
+use super::{eventfd_is_signalled, host_error};
 
 #[derive(Debug)]
 struct Vector {
@@ -107,6 +108,14 @@ impl InterruptSourceGroup for KvmMsiGroup {
             state.irqfd_assigned = true;
         }
         Ok(())
+    }
+
+    fn pending(&self, index: u32) -> bool {
+        // With its irqfd assigned KVM consumes every write at once; without it, a write stays in
+        // the eventfd until the unmask assigns the irqfd again.
+        self.vectors
+            .get(index as usize)
+            .is_some_and(|v| !lock(&v.state).irqfd_assigned && eventfd_is_signalled(&v.eventfd))
     }
 }
 

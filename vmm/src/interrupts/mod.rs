@@ -6,6 +6,7 @@
 //! `KVM_SET_GSI_ROUTING` table the VMM keeps, and raised through one irqfd per vector.
 
 use std::fmt::Debug;
+use std::os::fd::AsRawFd;
 
 use devices::interrupt::InterruptError;
 use vmm_sys_util::eventfd::EventFd;
@@ -41,4 +42,21 @@ fn host_error(op: &'static str, index: u32, source: impl Into<std::io::Error>) -
         index,
         source: source.into(),
     }
+}
+
+/// True if `fd` was written and not read since: an interrupt raised through its eventfd that
+/// nothing consumed yet (KVM reads an irqfd's eventfd as soon as it is written, so for a vector
+/// this means its irqfd is deassigned, i.e. masked). Polls without reading, so the interrupt is
+/// still there for whoever delivers it.
+pub(crate) fn eventfd_is_signalled(fd: &EventFd) -> bool {
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `poll` is one valid, writable pollfd for the duration of the call, `nfds` is 1 to
+    // match, the descriptor is owned by `fd` which outlives the call, and a zero timeout returns
+    // at once.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready == 1 && poll.revents & libc::POLLIN != 0
 }

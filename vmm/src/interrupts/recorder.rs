@@ -16,7 +16,7 @@ use devices::interrupt::{
 use vmm_sys_util::eventfd::{EFD_CLOEXEC, EFD_NONBLOCK, EventFd};
 
 use super::gsi_routes::GsiRoutes;
-use super::{EdgeIrq, host_error};
+use super::{EdgeIrq, eventfd_is_signalled, host_error};
 use crate::layout::IOAPIC_PINS;
 
 /// One interrupt as the interrupt controller would have received it.
@@ -238,6 +238,12 @@ impl InterruptSourceGroup for RecordingMsiGroup {
         }
         Ok(())
     }
+
+    fn pending(&self, index: u32) -> bool {
+        self.vectors
+            .get(index as usize)
+            .is_some_and(|v| lock(&v.state).masked && eventfd_is_signalled(&v.eventfd))
+    }
 }
 
 impl Drop for RecordingMsiGroup {
@@ -328,7 +334,9 @@ mod tests {
         g.trigger(0).unwrap();
         g.update(0, MSG, true).unwrap();
         assert!(m.interrupts().is_empty(), "masked vector stays pending");
+        assert!(g.pending(0));
         g.update(0, MSG, false).unwrap();
+        assert!(!g.pending(0));
         // Two writes while masked coalesce into one pending interrupt, as the pending bit does.
         assert_eq!(m.interrupts(), vec![RecordedInterrupt::Msi(MSG)]);
     }

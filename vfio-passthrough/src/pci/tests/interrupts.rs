@@ -57,6 +57,13 @@ fn program_msix_entry(dev: &mut VfioPciDevice, i: u64, address: u64, data: u32) 
     dev.write_bar(2, at + 12, &0u32.to_le_bytes());
 }
 
+/// The first PBA qword, through a trapped BAR 2 read.
+fn pba(dev: &mut VfioPciDevice) -> u64 {
+    let mut data = [0u8; 8];
+    dev.read_bar(2, 0x10_1000, &mut data);
+    u64::from_le_bytes(data)
+}
+
 #[test]
 fn intx_is_wired_to_the_line_irqfd_and_its_resample_fd_at_start() {
     let f = fixture();
@@ -132,12 +139,17 @@ fn msix_vector_masking_goes_through_group_updates() {
     // Mask entry 0: the route is masked, and what the device raises meanwhile waits.
     f.dev.write_bar(2, 0x10_000c, &1u32.to_le_bytes());
     assert_eq!(group.updates(), [(0, msg(0xfee0_0000, 0x41), true)]);
+    assert_eq!(pba(&mut f.dev), 0);
     assert!(f.host.fire(VFIO_PCI_MSIX_IRQ_INDEX, 0));
+    // The guest reads the raise in the PBA, though it went from VFIO to the eventfd.
+    assert_eq!(pba(&mut f.dev), 1);
     group.poll_notifiers();
     assert!(group.deliveries().is_empty());
-    // Unmask: the pending interrupt is delivered.
+    assert_eq!(pba(&mut f.dev), 1);
+    // Unmask: the pending interrupt is delivered and its bit clears.
     f.dev.write_bar(2, 0x10_000c, &0u32.to_le_bytes());
     assert_eq!(group.deliveries(), [(0, msg(0xfee0_0000, 0x41))]);
+    assert_eq!(pba(&mut f.dev), 0);
     // The function mask masks every vector without touching the host's set-up.
     f.host.take_set_irqs_calls();
     cfg_write(&mut f.dev, msix + 3, 1, 0xc0);
