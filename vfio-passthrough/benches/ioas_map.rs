@@ -13,12 +13,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::hint::black_box;
-use std::os::fd::AsRawFd;
 
 use common::{Region, measure, report_ratio_of, report_ratio_without};
 use criterion::{Criterion, criterion_group, criterion_main};
 use resources::{AddrRange, IovaSpace};
-use vfio_passthrough::host::emulated::{EmulatedHost, EmulatedIommufd, HostConfig};
+use vfio_passthrough::host::emulated::{EmulatedHost, EmulatedIommufd, HostConfig, procmap_query};
 use vfio_passthrough::host::iommufd::uapi::*;
 use vfio_passthrough::host::iommufd::{Iommufd, IommufdSelftest, MOCK_APERTURE_START, MockDomain};
 
@@ -97,43 +96,6 @@ fn reference_btree() -> BTreeMap<u64, (u64, u64)> {
         .collect()
 }
 
-/// `struct procmap_query` (include/uapi/linux/fs.h), to time the ioctl the domain path makes.
-#[repr(C)]
-#[derive(Default)]
-struct ProcmapQuery {
-    size: u64,
-    query_flags: u64,
-    query_addr: u64,
-    vma_start: u64,
-    vma_end: u64,
-    vma_flags: u64,
-    vma_page_size: u64,
-    vma_offset: u64,
-    inode: u64,
-    dev_major: u32,
-    dev_minor: u32,
-    vma_name_size: u32,
-    build_id_size: u32,
-    vma_name_addr: u64,
-    build_id_addr: u64,
-}
-
-/// `PROCMAP_QUERY` = `_IOWR('f', 17, struct procmap_query)`.
-const PROCMAP_QUERY: u64 =
-    (3 << 30) | ((size_of::<ProcmapQuery>() as u64) << 16) | ((b'f' as u64) << 8) | 17;
-
-/// One `PROCMAP_QUERY` for `addr`; false if the host kernel does not have it (before 6.11).
-fn procmap_query(maps: &File, addr: u64) -> bool {
-    let mut q = ProcmapQuery {
-        size: size_of::<ProcmapQuery>() as u64,
-        query_addr: addr,
-        ..Default::default()
-    };
-    // SAFETY: PROCMAP_QUERY reads and writes one `struct procmap_query`, which `q` is; no name
-    // or build-id buffer is requested.
-    unsafe { libc::ioctl(maps.as_raw_fd(), PROCMAP_QUERY as _, &mut q) == 0 }
-}
-
 fn bench(c: &mut Criterion) {
     let page = Region::new(P, true);
     let big = Region::new(2 << 20, true);
@@ -147,11 +109,11 @@ fn bench(c: &mut Criterion) {
         })
     });
     let maps = File::open("/proc/self/maps").expect("/proc/self/maps");
-    let has_procmap_query = procmap_query(&maps, page.addr);
+    let has_procmap_query = procmap_query(&maps, page.addr).is_ok();
     if has_procmap_query {
         group.bench_function("procmap_query", |b| {
             measure(b, "procmap_query", || {
-                black_box(procmap_query(&maps, black_box(page.addr)));
+                black_box(procmap_query(&maps, black_box(page.addr)).ok());
             })
         });
     }

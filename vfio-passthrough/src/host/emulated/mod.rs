@@ -82,7 +82,7 @@ pub use profile::{
     MOCK_IO_PAGE_SIZE,
 };
 pub use translate::Translator;
-pub use vma::{PageIdentity, PageSource};
+pub use vma::{PageIdentity, PageSource, procmap_query};
 pub use vtd::{VTD_ADDRESS_WIDTH, VTD_MSI_WINDOW, VtdIommu};
 
 /// The CPU page size the emulated kernel assumes (x86-64).

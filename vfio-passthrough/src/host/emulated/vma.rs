@@ -192,6 +192,14 @@ impl VmaQuery {
     }
 }
 
+/// One `PROCMAP_QUERY` ioctl on `maps` (an open `/proc/self/maps`): whether `addr` is mapped.
+/// This is the host call the emulated host makes per VMA when it pins pages for a domain; it is
+/// public so that the `ioas_map` bench can time it alone. `ENOTTY` (or `EINVAL`) on kernels
+/// before 6.11, which lack it.
+pub fn procmap_query(maps: &File, addr: u64) -> Result<bool, Errno> {
+    query(maps, addr).map(|vma| vma.is_some())
+}
+
 fn query(maps: &File, addr: u64) -> Result<Option<Vma>, Errno> {
     let mut q = ProcmapQuery {
         size: std::mem::size_of::<ProcmapQuery>() as u64,
