@@ -4,11 +4,14 @@
 //! The nested cargo gets its own target directory: sharing ours would wait forever on the
 //! build directory lock the outer cargo holds.
 
+#[path = "../guest/host_build.rs"]
+mod host_build;
+
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, exit};
 
-const GUEST_TARGET: &str = "x86_64-unknown-none";
+use host_build::{GUEST_TARGET, build_command, elf_path};
 
 fn fail(message: &str) -> ! {
     eprintln!("tests/build.rs: {message}");
@@ -50,7 +53,14 @@ fn main() {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
 
-    for path in ["src", "Cargo.toml", "Cargo.lock", "build.rs", "linker.ld"] {
+    for path in [
+        "src",
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+        "linker.ld",
+        "host_build.rs",
+    ] {
         println!("cargo:rerun-if-changed={}", guest_dir.join(path).display());
     }
 
@@ -61,25 +71,7 @@ fn main() {
     }
 
     let target_dir = out_dir.join("guest-target");
-    let status = Command::new(&cargo)
-        .arg("build")
-        .arg("--manifest-path")
-        .arg(guest_dir.join("Cargo.toml"))
-        .args([
-            "--target",
-            GUEST_TARGET,
-            "--release",
-            "--locked",
-            "--offline",
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        // Flags and wrappers meant for the host crates must not reach the guest build.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
+    let status = build_command(&cargo, &guest_dir, &target_dir)
         .status()
         .unwrap_or_else(|err| {
             fail(&format!(
@@ -93,10 +85,7 @@ fn main() {
         ));
     }
 
-    let elf = target_dir
-        .join(GUEST_TARGET)
-        .join("release")
-        .join("test-guest");
+    let elf = elf_path(&target_dir);
     if !elf.is_file() {
         fail(&format!(
             "the test guest build did not produce {}",

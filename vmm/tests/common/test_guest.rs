@@ -4,11 +4,13 @@
 //! The guest is its own cargo project for `x86_64-unknown-none`; it is built into this
 //! package's test scratch directory, which no outer cargo holds a lock on.
 
+#[path = "../../../guest/host_build.rs"]
+mod host_build;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
-const GUEST_TARGET: &str = "x86_64-unknown-none";
+use host_build::{GUEST_TARGET, build_command, elf_path};
 
 /// The path of the test guest's ELF, building it the first time. Panics with what to do if it
 /// cannot be built (the target is missing: `scripts/setup` adds it).
@@ -21,25 +23,7 @@ fn build() -> PathBuf {
     let guest_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest");
     let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guest-target");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = Command::new(&cargo)
-        .arg("build")
-        .arg("--manifest-path")
-        .arg(guest_dir.join("Cargo.toml"))
-        .args([
-            "--target",
-            GUEST_TARGET,
-            "--release",
-            "--locked",
-            "--offline",
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        // Flags meant for the host crates must not reach the guest build.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
+    let output = build_command(&cargo, &guest_dir, &target_dir)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cargo} to build the test guest: {e}"));
     assert!(
@@ -48,10 +32,7 @@ fn build() -> PathBuf {
          scripts/setup): {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let elf = target_dir
-        .join(GUEST_TARGET)
-        .join("release")
-        .join("test-guest");
+    let elf = elf_path(&target_dir);
     assert!(
         elf.is_file(),
         "the guest build produced no {}",
