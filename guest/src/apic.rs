@@ -82,6 +82,11 @@ pub fn id() -> u8 {
     (unsafe { read32(reg(ID)) } >> 24) as u8
 }
 
+/// The MSI address that sends an interrupt to this CPU (physical destination, our APIC id).
+pub fn msi_address() -> u32 {
+    APIC_BASE as u32 | (u32::from(id()) << 12)
+}
+
 /// Waits until device slot `slot` has taken an interrupt, sleeping in `hlt` between
 /// interrupts (device or timer) at most `max_wakeups` times. Returns whether it came.
 pub fn wait_for_interrupt(slot: usize, max_wakeups: u32) -> bool {

@@ -6,7 +6,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{Ordering, fence};
 
 use crate::apic;
-use crate::io::{read32, write32};
+use crate::io::{Registers, write32};
 use crate::paging;
 use crate::pci::{Bdf, COMMAND_BUS_MASTER, COMMAND_MEMORY, Ecam};
 
@@ -153,19 +153,6 @@ fn pattern(index: usize, offset: usize) -> u8 {
         .wrapping_add(0x5a ^ index as u8)
 }
 
-struct Registers(u64);
-
-impl Registers {
-    fn read(&self, offset: u64) -> u32 {
-        // SAFETY: BAR 0 is mapped (identity, or by `paging::map_mmio`) and memory decoding is on.
-        unsafe { read32(self.0 + offset) }
-    }
-    fn write(&self, offset: u64, value: u32) {
-        // SAFETY: as `read`; these are the device's registers.
-        unsafe { write32(self.0 + offset, value) }
-    }
-}
-
 /// Programs MSI-X entry 0 of `bdf` to send `vector` to this CPU and enables MSI-X.
 fn setup_msix(ecam: &Ecam, bdf: Bdf, vector: u8) -> Result<(), DeviceFailure> {
     let cap = ecam
@@ -182,7 +169,7 @@ fn setup_msix(ecam: &Ecam, bdf: Bdf, vector: u8) -> Result<(), DeviceFailure> {
         cap + MSIX_CONTROL,
         control | MSIX_ENABLE | MSIX_FUNCTION_MASK,
     );
-    let address = apic::APIC_BASE as u32 | (u32::from(apic::id()) << 12);
+    let address = apic::msi_address();
     // SAFETY: the MSI-X table is in a mapped, enabled BAR; entry 0 is 16 bytes.
     unsafe {
         write32(table, address);

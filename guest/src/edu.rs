@@ -13,7 +13,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{Ordering, fence};
 
 use crate::apic;
-use crate::io::{read32, write32};
+use crate::io::Registers;
 use crate::paging;
 use crate::pci::{Bdf, COMMAND_BUS_MASTER, COMMAND_MEMORY, Ecam};
 
@@ -120,26 +120,13 @@ fn pattern(slot: usize, offset: usize) -> u8 {
         .wrapping_add(0xa5 ^ slot as u8)
 }
 
-struct Registers(u64);
-
-impl Registers {
-    fn read(&self, offset: u64) -> u32 {
-        // SAFETY: BAR 0 is mapped (identity, or by `paging::map_mmio`) and decoding is on.
-        unsafe { read32(self.0 + offset) }
-    }
-    fn write(&self, offset: u64, value: u32) {
-        // SAFETY: as `read`; these are the device's registers.
-        unsafe { write32(self.0 + offset, value) }
-    }
-}
-
 /// Points the MSI capability of `bdf` at this CPU with `vector` and enables it (one vector).
 fn setup_msi(ecam: &Ecam, bdf: Bdf, vector: u8) -> Result<(), EduFailure> {
     let cap = ecam
         .find_capability(bdf, CAP_MSI)
         .ok_or(EduFailure::NoMsi)?;
     let control = ecam.read16(bdf, cap + MSI_CONTROL);
-    let address = apic::APIC_BASE as u32 | (u32::from(apic::id()) << 12);
+    let address = apic::msi_address();
     ecam.write32(bdf, cap + MSI_ADDRESS, address);
     let data_at = if control & MSI_64BIT != 0 {
         ecam.write32(bdf, cap + MSI_ADDRESS + 4, 0);

@@ -114,3 +114,21 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
         )
     };
 }
+
+/// A device's 32-bit registers in a memory BAR at this guest-physical (identity-mapped or
+/// `paging::map_mmio`-mapped) address.
+pub struct Registers(pub u64);
+
+impl Registers {
+    /// Reads the register at `offset`.
+    pub fn read(&self, offset: u64) -> u32 {
+        // SAFETY: the BAR is mapped and its memory decoding is on (whoever made this value
+        // checked both); these are the device's registers.
+        unsafe { read32(self.0 + offset) }
+    }
+    /// Writes the register at `offset`.
+    pub fn write(&self, offset: u64, value: u32) {
+        // SAFETY: as `read`.
+        unsafe { write32(self.0 + offset, value) }
+    }
+}
