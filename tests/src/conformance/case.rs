@@ -1,5 +1,6 @@
 //! A behaviour case and how one runs.
 
+use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::backend::{Backend, Needs};
@@ -56,16 +57,25 @@ pub(crate) fn run_case(backend: &dyn Backend, case: &Case) -> Outcome {
     // The context goes first: it may still use the memory the case mapped.
     drop(opened);
     drop(memory);
+    outcome_of(result)
+}
+
+/// What a case's steps run under `catch_unwind` came to: a panic is a failure quoting it.
+pub(crate) fn outcome_of(result: std::thread::Result<Result<(), Fail>>) -> Outcome {
     match result {
         Ok(Ok(())) => Outcome::Pass,
         Ok(Err(Fail(msg))) => Outcome::Fail(msg),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
-            Outcome::Fail(format!("panicked: {msg}"))
-        }
+        Err(payload) => Outcome::Fail(format!("panicked: {}", panic_message(&*payload))),
+    }
+}
+
+/// The text a panic was raised with.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_owned()
     }
 }

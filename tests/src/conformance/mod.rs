@@ -27,6 +27,7 @@ mod report;
 pub mod type1;
 
 pub use backend::{Backend, BackendInfo, Needs, Opened, Skip, Versions, VtdBinder};
+pub(crate) use case::panic_message;
 pub use case::{Case, Fail, Outcome};
 pub use emulated::{EmulatedBackend, Privileges};
 pub use env::Env;

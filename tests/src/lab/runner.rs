@@ -1,12 +1,12 @@
 //! Runs the registered groups for one boot and reports each case as it finishes.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 
 use super::case::GroupDef;
 use super::outcome::{Backend, Boot, Outcome};
 use super::report::CaseReport;
+use crate::conformance::panic_message;
 
 /// Which cases to run.
 #[derive(Debug, Clone)]
@@ -60,16 +60,6 @@ pub fn run_groups(
         }
     }
     reports
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(no message)".to_owned()
-    }
 }
 
 #[cfg(test)]

@@ -224,39 +224,26 @@ pub fn enable_bus_master(dev: &dyn VfioDevice) {
     write16(dev, VFIO_PCI_CONFIG_REGION_INDEX, 4, cmd | 0x6);
 }
 
-// DMA engine registers and descriptor fields (docs/dma-engine.md).
-pub const REG_ID: u64 = 0x00;
-pub const REG_CAPS: u64 = 0x04;
-pub const REG_CTRL: u64 = 0x08;
-pub const REG_STATUS: u64 = 0x0c;
-pub const REG_QUEUE_BASE: u64 = 0x10;
-pub const REG_QUEUE_SIZE: u64 = 0x18;
-pub const REG_QUEUE_HEAD: u64 = 0x1c;
-pub const REG_QUEUE_TAIL: u64 = 0x20;
-pub const REG_COMPLETED: u64 = 0x24;
-pub const REG_ERROR_CODE: u64 = 0x28;
-pub const REG_ERROR_DESC: u64 = 0x2c;
-pub const REG_FAULT_ADDR: u64 = 0x30;
-pub const REG_INT_STATUS: u64 = 0x38;
-pub const CTRL_ENABLE: u32 = 1;
-pub const CTRL_RESET: u32 = 2;
-pub const CTRL_INT_ENABLE: u32 = 4;
-pub const STATUS_HALTED: u32 = 1;
-pub const STATUS_ERROR: u32 = 2;
-pub const OP_COPY: u32 = 1;
-pub const OP_FILL: u32 = 2;
-pub const OP_COMPARE: u32 = 3;
-pub const OP_INTERRUPT: u32 = 1 << 8;
-pub const OP_SRC_DEVMEM: u32 = 1 << 9;
-pub const OP_DST_DEVMEM: u32 = 1 << 10;
-pub const PASID_VALID: u32 = 1 << 31;
-pub const ST_SUCCESS: u32 = 1;
-pub const ST_BAD_OPCODE: u32 = 0x8000_0001;
-pub const ST_BAD_LENGTH: u32 = 0x8000_0002;
-pub const ST_SRC_FAULT: u32 = 0x8000_0003;
-pub const ST_DST_FAULT: u32 = 0x8000_0004;
-pub const ST_DEVMEM_RANGE: u32 = 0x8000_0005;
-pub const ST_DESC_FAULT: u32 = 0x8000_0006;
+// DMA engine registers and descriptor fields (docs/dma-engine.md), as the model defines them.
+// Each test binary uses its own subset of them.
+use vfio_passthrough::emulated_device::models::dma_engine::descriptor::Status;
+#[allow(unused_imports)]
+pub use vfio_passthrough::emulated_device::models::dma_engine::descriptor::{
+    OP_COMPARE, OP_COPY, OP_DST_DEVMEM, OP_FILL, OP_INTERRUPT, OP_SRC_DEVMEM, PASID_VALID,
+};
+#[allow(unused_imports)]
+pub use vfio_passthrough::emulated_device::models::dma_engine::regs::{
+    CTRL_ENABLE, CTRL_INT_ENABLE, CTRL_RESET, REG_CAPS, REG_COMPLETED, REG_CTRL, REG_ERROR_CODE,
+    REG_ERROR_DESC, REG_FAULT_ADDR, REG_ID, REG_INT_STATUS, REG_QUEUE_BASE, REG_QUEUE_HEAD,
+    REG_QUEUE_SIZE, REG_QUEUE_TAIL, REG_STATUS, STATUS_ERROR, STATUS_HALTED,
+};
+pub const ST_SUCCESS: u32 = Status::Success as u32;
+pub const ST_BAD_OPCODE: u32 = Status::BadOpcode as u32;
+pub const ST_BAD_LENGTH: u32 = Status::BadLength as u32;
+pub const ST_SRC_FAULT: u32 = Status::SrcFault as u32;
+pub const ST_DST_FAULT: u32 = Status::DstFault as u32;
+pub const ST_DEVMEM_RANGE: u32 = Status::DevmemRange as u32;
+pub const ST_DESC_FAULT: u32 = Status::DescFault as u32;
 
 /// A descriptor as the guest writes it.
 #[derive(Debug, Clone, Copy, Default)]

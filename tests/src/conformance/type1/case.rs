@@ -4,6 +4,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::backend::{Type1Backend, Type1Needs};
 use super::env::Type1Env;
+use crate::conformance::case::outcome_of;
 use crate::conformance::memory::Memory;
 use crate::conformance::{Fail, Outcome};
 
@@ -36,17 +37,6 @@ impl Type1Case {
         // The container and groups go first: they may still hold the memory the case mapped.
         drop(opened);
         drop(memory);
-        match result {
-            Ok(Ok(())) => Outcome::Pass,
-            Ok(Err(Fail(msg))) => Outcome::Fail(msg),
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panic".into());
-                Outcome::Fail(format!("panicked: {msg}"))
-            }
-        }
+        outcome_of(result)
     }
 }
